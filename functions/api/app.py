@@ -1,0 +1,64 @@
+"""The stockhold HTTP API (API Gateway REST proxy -> Powertools resolver).
+
+Routes live in stock_routes.py and reservation_routes.py; this file wires them,
+maps domain errors to the API.md error shape in one place, and wraps mutating
+requests that carry an ``Idempotency-Key`` in Powertools idempotency.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reservation_routes
+import stock_routes
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError, ValidationException
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from http_common import error_response, idempotent_resolve, precheck, validation_details
+
+from stockhold.errors import StockholdError
+from stockhold.observability import logger, metrics, tracer
+
+app = APIGatewayRestResolver(enable_validation=True)
+app.include_router(stock_routes.router)
+app.include_router(reservation_routes.router)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_document() -> Response[Any]:
+    body = app.get_openapi_json_schema(
+        title="stockhold",
+        version="1.0.0",
+        description="Stock reservations for online stores. See API.md for the contract.",
+    )
+    return Response(status_code=200, content_type="application/json", body=body)
+
+
+@app.exception_handler(StockholdError)
+def domain_error(exc: StockholdError) -> Response[Any]:
+    if exc.status >= 500:
+        logger.warning("request failed", code=exc.code, error=exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+@app.exception_handler([RequestValidationError, ValidationException])
+def invalid_request(exc: ValidationException) -> Response[Any]:
+    fields = validation_details(exc.errors())
+    names = ", ".join(f["field"] for f in fields)
+    return error_response(400, "VALIDATION_ERROR", f"invalid request: {names}", {"fields": fields})
+
+
+@app.not_found
+def no_route(_: Exception) -> Response[Any]:
+    return error_response(404, "NOT_FOUND", "no such route")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    rejected = precheck(event)
+    if rejected is not None:
+        return rejected
+    return idempotent_resolve(app, event, context)

@@ -1,0 +1,198 @@
+"""Shared HTTP plumbing of the API function: the caller's identity, the error shape,
+request pre-checks (size, encoding) and Idempotency-Key handling."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from stockhold.errors import Forbidden, Unauthorized
+from stockhold.models import Role
+from stockhold.observability import logger
+from stockhold.runtime import dynamodb_client, services
+from stockhold.tenancy import Principal
+
+MAX_BODY_BYTES = 64 * 1024
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def caller(app: APIGatewayRestResolver, *, admin: bool = False) -> Principal:
+    """The store and role the authorizer put on the request; never read from the body."""
+    ctx = app.current_event.request_context.authorizer or {}
+    store_id, role = ctx.get("storeId"), ctx.get("role")
+    if not store_id or role not in (Role.ADMIN.value, Role.STOREFRONT.value):
+        raise Unauthorized("missing or unknown API key")
+    principal = Principal(store_id=str(store_id), role=Role(role))
+    if admin and principal.role is not Role.ADMIN:
+        raise Forbidden("this route needs an admin key")
+    return principal
+
+
+def idempotency_key(app_or_event: dict[str, Any]) -> str | None:
+    headers = {k.lower(): v for k, v in (app_or_event.get("headers") or {}).items()}
+    key = headers.get("idempotency-key")
+    return key.strip() if key and key.strip() else None
+
+
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps({"error": {"code": code, "message": message, "details": details or {}}}),
+    )
+
+
+def _raw_error(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"error": {"code": code, "message": message, "details": details or {}}}),
+        "isBase64Encoded": False,
+    }
+
+
+def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Powertools/pydantic errors as ``[{"field": "items[0].quantity", "message": ..., "type": ...}]``."""
+    out = []
+    for err in errors:
+        loc = [p for p in err.get("loc", ()) if p not in ("body",)]
+        if err.get("type") == "json_invalid":
+            loc = []  # the location is a character offset, not a field
+        field = ""
+        for part in loc:
+            if isinstance(part, int):
+                field += f"[{part}]"
+            else:
+                field += ("." if field else "") + str(part)
+        out.append({"field": field or "body", "message": str(err.get("msg", "invalid")), "type": err.get("type", "invalid")})
+    return out
+
+
+def precheck(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Reject bodies over 64 KiB (413) and bodies that are not UTF-8 text (400) before any work."""
+    body = event.get("body")
+    if body is None:
+        return None
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return _raw_error(400, "VALIDATION_ERROR", "body is not valid base64", {"fields": [{"field": "body"}]})
+    else:
+        raw = body.encode("utf-8", errors="surrogatepass")
+    if len(raw) > MAX_BODY_BYTES:
+        return _raw_error(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}",
+            {"limit": MAX_BODY_BYTES},
+        )
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _raw_error(400, "VALIDATION_ERROR", "body must be UTF-8 JSON", {"fields": [{"field": "body"}]})
+    return None
+
+
+class _ServerError(Exception):
+    """A 5xx answer: raised through the idempotency wrapper so the key is not spent on it."""
+
+    def __init__(self, response: dict[str, Any]) -> None:
+        self.response = response
+
+
+def _mark_replayed(response: Any, _record: DataRecord) -> Any:
+    if isinstance(response, dict):
+        response.setdefault("headers", {})["Idempotent-Replayed"] = "true"
+    return response
+
+
+@lru_cache(maxsize=1)
+def _idempotent_runner() -> Any:
+    settings = services().settings
+    config = IdempotencyConfig(
+        event_key_jmespath="[storeId, key]",
+        payload_validation_jmespath="[method, path, body]",
+        expires_after_seconds=settings.IDEMPOTENCY_TTL_SECONDS,
+        raise_on_no_idempotency_key=True,
+        response_hook=_mark_replayed,
+    )
+    layer = DynamoDBPersistenceLayer(table_name=settings.IDEMPOTENCY_TABLE_NAME, boto3_client=dynamodb_client())
+
+    @idempotent_function(data_keyword_argument="request", persistence_store=layer, config=config)
+    def run(request: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = request["_app"].resolve(request["_event"], request["_context"])
+        if response["statusCode"] >= 500:
+            raise _ServerError(response)
+        return response
+
+    return config, run
+
+
+def idempotent_resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Resolve the request; a mutating one with an Idempotency-Key runs at most once per store and key."""
+    key = idempotency_key(event)
+    store_id = ((event.get("requestContext") or {}).get("authorizer") or {}).get("storeId")
+    if key is None or not store_id or event.get("httpMethod") not in MUTATING:
+        result: dict[str, Any] = app.resolve(event, context)
+        return result
+    if len(key) > 255:
+        return _raw_error(
+            400,
+            "VALIDATION_ERROR",
+            "Idempotency-Key is at most 255 characters",
+            {"fields": [{"field": "Idempotency-Key"}]},
+        )
+    body: Any = event.get("body")
+    try:
+        body = json.loads(body) if body else None
+    except ValueError:
+        pass  # compared as text; the resolver answers 400 for it
+    config, run = _idempotent_runner()
+    config.register_lambda_context(context)
+    request = {
+        "storeId": store_id,
+        "key": key,
+        "method": event.get("httpMethod"),
+        "path": event.get("path"),
+        "body": body,
+    }
+    try:
+        response: dict[str, Any] = run(request=_Request(request, app=app, event=event, context=context))
+        return response
+    except _ServerError as failed:
+        return failed.response
+    except IdempotencyValidationError:
+        return _raw_error(409, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with a different request")
+    except IdempotencyAlreadyInProgressError:
+        logger.info("idempotency key in use", key=key)
+        return _raw_error(
+            409, "IDEMPOTENCY_KEY_IN_USE", "a request with this Idempotency-Key is still running; retry shortly"
+        )
+
+
+class _Request(dict[str, Any]):
+    """The hashed request plus the live objects the wrapped call needs (not hashed: not in the JMESPath)."""
+
+    def __init__(
+        self, data: dict[str, Any], *, app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaContext
+    ):
+        super().__init__(data)
+        self["_app"], self["_event"], self["_context"] = app, event, context

@@ -1,0 +1,110 @@
+"""Domain errors. Each carries its API code and HTTP status as class attributes; the
+API maps them in one place (never by matching message strings)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class StockholdError(Exception):
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class ValidationFailed(StockholdError):
+    code = "VALIDATION_ERROR"
+    status = 400
+
+
+class Unauthorized(StockholdError):
+    code = "UNAUTHORIZED"
+    status = 401
+
+
+class Forbidden(StockholdError):
+    code = "FORBIDDEN"
+    status = 403
+
+
+class NotFound(StockholdError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class PayloadTooLarge(StockholdError):
+    code = "PAYLOAD_TOO_LARGE"
+    status = 413
+
+
+class InsufficientStock(StockholdError):
+    code = "INSUFFICIENT_STOCK"
+    status = 409
+
+    def __init__(self, short: list[dict[str, Any]]) -> None:
+        noun = "item is" if len(short) == 1 else "items are"
+        super().__init__(f"{len(short)} {noun} short", {"items": short})
+        self.short = short
+
+
+class CartAlreadyReserved(StockholdError):
+    code = "CART_ALREADY_RESERVED"
+    status = 409
+
+    def __init__(self, cart_id: str, reservation_id: str) -> None:
+        super().__init__(
+            f"cart {cart_id} already has an active reservation; send replace: true to swap it",
+            {"reservationId": reservation_id},
+        )
+        self.reservation_id = reservation_id
+
+
+class ReservationNotActive(StockholdError):
+    code = "RESERVATION_NOT_ACTIVE"
+    status = 409
+
+    def __init__(self, reservation_id: str, status: str) -> None:
+        super().__init__(f"reservation {reservation_id} has already ended ({status})", {"status": status})
+        self.reservation_status = status
+
+
+class ExtensionLimitReached(StockholdError):
+    code = "EXTENSION_LIMIT_REACHED"
+    status = 409
+
+
+class StockConflict(StockholdError):
+    code = "STOCK_CONFLICT"
+    status = 409
+
+
+class IdempotencyKeyReused(StockholdError):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    status = 409
+
+
+class IdempotencyKeyInUse(StockholdError):
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    status = 409
+
+
+class ReservationExpired(StockholdError):
+    code = "RESERVATION_EXPIRED"
+    status = 410
+
+    def __init__(self, reservation_id: str, expires_at: str) -> None:
+        super().__init__(
+            f"reservation {reservation_id} expired at {expires_at}",
+            {"status": "EXPIRED", "expiresAt": expires_at},
+        )
+
+
+class TooBusy(StockholdError):
+    """Transactions kept colliding on hot items after every bounded retry."""
+
+    code = "TOO_BUSY"
+    status = 503

@@ -1,0 +1,106 @@
+"""Domain values: stock levels, reservations and their lines.
+
+Times are integer epoch milliseconds inside the domain; the API renders RFC 3339.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ReservationStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    CONFIRMED = "CONFIRMED"
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+
+
+class Role(StrEnum):
+    STOREFRONT = "storefront"
+    ADMIN = "admin"
+
+
+class EndReason(StrEnum):
+    CANCELLED = "cancelled"
+    PAYMENT_FAILED = "payment_failed"
+    MANUAL = "manual"
+    REPLACED = "replaced"
+    CONFIRMED = "confirmed"
+    EXPIRED = "expired"
+
+
+class Line(BaseModel):
+    """A requested line: ``quantity`` units of ``sku``."""
+
+    model_config = ConfigDict(frozen=True)
+    sku: str
+    quantity: int
+
+
+class HeldLine(Line):
+    """A line of a reservation. ``held`` is False for unlimited items, which never hold units."""
+
+    held: bool = True
+
+
+class StockLevel(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    on_hand: int
+    reserved: int
+    allocated: int
+    available: int
+    low_stock_threshold: int | None
+    unlimited: bool
+    updated_at: int
+
+    def is_low(self, default_threshold: int) -> bool:
+        if self.unlimited:
+            return False
+        threshold = default_threshold if self.low_stock_threshold is None else self.low_stock_threshold
+        return self.available <= threshold
+
+
+class Reservation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    reservation_id: str
+    store_id: str
+    cart_id: str
+    customer_id: str | None
+    status: ReservationStatus
+    lines: tuple[HeldLine, ...]
+    created_at: int
+    expires_at: int
+    extensions_used: int
+    max_extensions: int
+    ended_at: int | None = None
+    end_reason: str | None = None
+    order_id: str | None = None
+
+    def status_at(self, now_ms: int) -> ReservationStatus:
+        """A hold is over at its deadline, whether or not anything has released it yet."""
+        if self.status is ReservationStatus.ACTIVE and now_ms >= self.expires_at:
+            return ReservationStatus.EXPIRED
+        return self.status
+
+    def is_due(self, now_ms: int) -> bool:
+        return self.status is ReservationStatus.ACTIVE and now_ms >= self.expires_at
+
+    @property
+    def held_lines(self) -> tuple[HeldLine, ...]:
+        return tuple(line for line in self.lines if line.held)
+
+    @property
+    def extensions_left(self) -> int:
+        return max(0, self.max_extensions - self.extensions_used)
+
+
+def rfc3339(epoch_ms: int) -> str:
+    """Epoch milliseconds as RFC 3339 UTC with millisecond precision, e.g. 2026-01-02T03:04:05.678Z."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"

@@ -1,0 +1,540 @@
+"""The stock model and the hold lifecycle.
+
+Every change of stock goes through ``store`` as one conditional write or one
+transaction; this module decides which moves to make and what a refusal means.
+Reads before a write are only ever used to *build* a transaction whose conditions
+re-check everything the decision depended on (status, onHand), never as the check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from base64 import b32encode
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from stockhold.errors import (
+    CartAlreadyReserved,
+    ExtensionLimitReached,
+    IdempotencyKeyReused,
+    InsufficientStock,
+    NotFound,
+    ReservationExpired,
+    ReservationNotActive,
+    StockConflict,
+    TooBusy,
+    ValidationFailed,
+)
+from stockhold.models import HeldLine, Line, Reservation, ReservationStatus, StockLevel, rfc3339
+from stockhold.observability import count, logger
+from stockhold.settings import Settings
+from stockhold.store import (
+    MAX_TRANSACTION_ACTIONS,
+    DynamoStore,
+    ReserveRejected,
+    StockMove,
+    StockWriteRejected,
+    TransitionRejected,
+)
+
+# Lines per request. A reservation's transaction carries the hold, the cart slot and
+# one write per line; checkout completion adds the order and checkout records. Four
+# bookkeeping actions within DynamoDB's 100 leave 96 lines (docs/decisions.md).
+MAX_LINES = MAX_TRANSACTION_ACTIONS - 4
+MAX_QUANTITY = 1_000_000
+MAX_ON_HAND = 1_000_000_000
+_RETRIES = 4
+
+Clock = Callable[[], int]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ExpirePath(StrEnum):
+    TIMER = "timer"
+    TTL = "ttl"
+    RECONCILE = "reconcile"
+    REQUEST = "request"
+
+
+class StockStatus(StrEnum):
+    IN_STOCK = "IN_STOCK"
+    LOW_STOCK = "LOW_STOCK"
+    OUT_OF_STOCK = "OUT_OF_STOCK"
+
+
+@dataclass(frozen=True)
+class LineCheck:
+    sku: str
+    requested: int
+    available: int
+    status: StockStatus
+    unlimited: bool
+
+
+@dataclass(frozen=True)
+class ExpireOutcome:
+    """What an expiry attempt did: ``expired`` is True only for the call that ended the hold."""
+
+    expired: bool
+    reservation: Reservation | None
+    reason: str  # "expired" | "not_due" | "already_ended" | "not_found"
+
+
+def new_id(prefix: str) -> str:
+    """A ULID-style id: 48 bits of milliseconds then 80 random bits, Crockford-free base32."""
+    raw = (now_ms() & (2**48 - 1)).to_bytes(6, "big") + os.urandom(10)
+    return prefix + b32encode(raw).decode().rstrip("=").lower()
+
+
+def derived_id(prefix: str, *parts: str) -> str:
+    """A stable id from an idempotency key, so a retried request finds its own earlier result."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()[:16]
+    return prefix + b32encode(digest).decode().rstrip("=").lower()
+
+
+def request_token(*parts: str) -> str:
+    """A TransactWriteItems ClientRequestToken (<= 36 chars) derived from the idempotency key."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def check_lines(lines: Sequence[Line]) -> None:
+    """Domain rules for a cart; the API checks the same first and names the field."""
+    if not 1 <= len(lines) <= MAX_LINES:
+        raise ValidationFailed(f"a request holds 1 to {MAX_LINES} lines", {"fields": [{"field": "items"}]})
+    seen: set[str] = set()
+    for line in lines:
+        if line.sku in seen:
+            raise ValidationFailed(f"SKU {line.sku} appears twice", {"fields": [{"field": "items", "sku": line.sku}]})
+        seen.add(line.sku)
+        if not 1 <= line.quantity <= MAX_QUANTITY:
+            raise ValidationFailed(f"quantity of {line.sku} must be 1..{MAX_QUANTITY}")
+
+
+class StockService:
+    def __init__(self, store: DynamoStore, settings: Settings, clock: Clock = now_ms) -> None:
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+
+    def get(self, store_id: str, sku: str) -> StockLevel:
+        level = self._store.get_stock(store_id, sku)
+        if level is None:
+            raise NotFound(f"no stock record for SKU {sku}")
+        return level
+
+    def get_many(self, store_id: str, skus: Sequence[str]) -> tuple[list[StockLevel], list[str]]:
+        found = self._store.get_stocks(store_id, skus)
+        ordered = list(dict.fromkeys(skus))
+        return [found[s] for s in ordered if s in found], [s for s in ordered if s not in found]
+
+    def set(
+        self, store_id: str, sku: str, *, on_hand: int, low_stock_threshold: int | None, unlimited: bool
+    ) -> StockLevel:
+        """Set the physical count. Units already held or allocated stay so; onHand may not drop below them."""
+        for _ in range(_RETRIES):
+            now = self._clock()
+            current = self._store.get_stock(store_id, sku)
+            if current is None:
+                fresh = StockLevel(
+                    sku=sku,
+                    on_hand=on_hand,
+                    reserved=0,
+                    allocated=0,
+                    available=on_hand,
+                    low_stock_threshold=low_stock_threshold,
+                    unlimited=unlimited,
+                    updated_at=now,
+                )
+                try:
+                    self._store.create_stock(store_id, fresh)
+                except StockWriteRejected:
+                    continue  # created concurrently: set it as an existing item
+                return fresh
+            committed = current.reserved + current.allocated
+            if on_hand < committed:
+                raise self._below_committed(sku, on_hand, current)
+            try:
+                return self._store.set_stock(
+                    store_id,
+                    sku,
+                    expected_on_hand=current.on_hand,
+                    on_hand=on_hand,
+                    low_stock_threshold=low_stock_threshold,
+                    unlimited=unlimited,
+                    now_ms=now,
+                )
+            except StockWriteRejected as rejected:
+                if rejected.current is not None and rejected.current.on_hand == current.on_hand:
+                    raise self._below_committed(sku, on_hand, rejected.current) from None
+                # onHand moved under us (an adjustment): recompute from the new value.
+        raise TooBusy(f"stock of {sku} kept changing; retry shortly")
+
+    @staticmethod
+    def _below_committed(sku: str, on_hand: int, current: StockLevel) -> StockConflict:
+        minimum = current.on_hand - current.available
+        return StockConflict(
+            f"onHand {on_hand} of {sku} is below the {minimum} units held or allocated",
+            {
+                "sku": sku,
+                "onHand": on_hand,
+                "reserved": current.reserved,
+                "allocated": current.allocated,
+                "minimum": minimum,
+            },
+        )
+
+    def adjust(self, store_id: str, sku: str, delta: int, idempotency_key: str | None = None) -> StockLevel:
+        token = request_token(store_id, idempotency_key, "adjust", sku) if idempotency_key else None
+        try:
+            return self._store.adjust_stock(store_id, sku, delta, self._clock(), token)
+        except StockWriteRejected as rejected:
+            if rejected.current is None:
+                raise NotFound(f"no stock record for SKU {sku}") from None
+            raise StockConflict(
+                f"adjusting {sku} by {delta} would take available stock below zero",
+                {
+                    "sku": sku,
+                    "delta": delta,
+                    "available": rejected.current.available,
+                    "onHand": rejected.current.on_hand,
+                },
+            ) from None
+
+    def validate(self, store_id: str, lines: Sequence[Line]) -> list[LineCheck]:
+        """Answers whether each line could be held now; holds nothing."""
+        check_lines(lines)
+        found = self._store.get_stocks(store_id, [line.sku for line in lines])
+        out: list[LineCheck] = []
+        for line in lines:
+            level = found.get(line.sku)
+            available = level.available if level else 0
+            unlimited = bool(level and level.unlimited)
+            if unlimited:
+                status = StockStatus.IN_STOCK
+            elif available < line.quantity:
+                status = StockStatus.OUT_OF_STOCK
+            elif level and level.is_low(self._settings.LOW_STOCK_THRESHOLD):
+                status = StockStatus.LOW_STOCK
+            else:
+                status = StockStatus.IN_STOCK
+            out.append(LineCheck(line.sku, line.quantity, available, status, unlimited))
+        return out
+
+
+class ReservationService:
+    def __init__(self, store: DynamoStore, settings: Settings, clock: Clock = now_ms) -> None:
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+
+    # ----- reads
+
+    def get(self, store_id: str, reservation_id: str) -> Reservation:
+        res = self._store.get_reservation(store_id, reservation_id)
+        if res is None:
+            raise NotFound(f"no reservation {reservation_id}")
+        return res
+
+    def get_for_cart(self, store_id: str, cart_id: str) -> Reservation:
+        holder = self._store.get_cart_holder(store_id, cart_id)
+        res = self._store.get_reservation(store_id, holder) if holder else None
+        if res is None or res.status_at(self._clock()) is not ReservationStatus.ACTIVE:
+            raise NotFound(f"cart {cart_id} has no active reservation")
+        return res
+
+    # ----- reserve
+
+    def reserve(
+        self,
+        store_id: str,
+        *,
+        cart_id: str,
+        customer_id: str | None,
+        lines: Sequence[Line],
+        hold_seconds: int | None = None,
+        replace: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Reservation:
+        """Hold every line or none, in one transaction."""
+        check_lines(lines)
+        hold = self._hold_seconds(hold_seconds)
+        rid = derived_id("res_", store_id, idempotency_key) if idempotency_key else new_id("res_")
+        token = request_token(store_id, idempotency_key, "reserve") if idempotency_key else None
+        unlimited: set[str] = set()
+        replacing = self._active_holder(store_id, cart_id) if replace else None
+
+        for _ in range(_RETRIES):
+            now = self._clock()
+            res = Reservation(
+                reservation_id=rid,
+                store_id=store_id,
+                cart_id=cart_id,
+                customer_id=customer_id,
+                status=ReservationStatus.ACTIVE,
+                lines=tuple(HeldLine(sku=x.sku, quantity=x.quantity, held=x.sku not in unlimited) for x in lines),
+                created_at=now,
+                expires_at=now + hold * 1000,
+                extensions_used=0,
+                max_extensions=self._settings.MAX_EXTENSIONS,
+            )
+            moves = _reserve_moves(res, replacing)
+            if 3 + len(moves) > MAX_TRANSACTION_ACTIONS:
+                raise ValidationFailed(
+                    f"the old and new carts together touch {len(moves)} SKUs; an atomic swap holds at most "
+                    f"{MAX_TRANSACTION_ACTIONS - 3}. Release the old reservation first.",
+                    {"fields": [{"field": "replace"}]},
+                )
+            try:
+                self._store.create_reservation(
+                    res,
+                    purge_at=self._active_purge_at(res.expires_at),
+                    moves=moves,
+                    replacing=replacing,
+                    replaced_status=(
+                        ReservationStatus.EXPIRED if replacing and replacing.is_due(now) else ReservationStatus.RELEASED
+                    ),
+                    ended_purge_at=self._ended_purge_at(now),
+                    now_ms=now,
+                    token=token,
+                )
+            except ReserveRejected as why:
+                if why.reservation_exists:
+                    return self._earlier_result(store_id, rid, cart_id, lines)
+                if why.unlimited_skus or why.limited_skus:
+                    unlimited |= set(why.unlimited_skus)
+                    unlimited -= set(why.limited_skus)
+                    continue
+                if why.replaced_changed:
+                    replacing = self._active_holder(store_id, cart_id)
+                    continue
+                if why.cart_holder is not None:
+                    if why.cart_holder_expires_at is not None and why.cart_holder_expires_at <= now:
+                        # The cart's hold is past its deadline: end it now rather than block the shopper.
+                        if self.expire(store_id, why.cart_holder, ExpirePath.REQUEST).reason != "not_due":
+                            continue
+                    raise CartAlreadyReserved(cart_id, why.cart_holder) from None
+                count("ReservationsRefused")
+                raise InsufficientStock(self._short_lines(lines, why, replacing)) from None
+            count("ReservationsCreated")
+            if replacing is not None:
+                count("ReservationsReplaced")
+            logger.info("reservation created", reservation_id=rid, lines=len(lines), hold_seconds=hold)
+            return res
+        raise TooBusy("the cart or its stock kept changing; retry shortly")
+
+    def _hold_seconds(self, requested: int | None) -> int:
+        s = self._settings
+        hold = s.DEFAULT_HOLD_SECONDS if requested is None else requested
+        if not s.MIN_HOLD_SECONDS <= hold <= s.MAX_HOLD_SECONDS:
+            raise ValidationFailed(
+                f"holdSeconds must be between {s.MIN_HOLD_SECONDS} and {s.MAX_HOLD_SECONDS}",
+                {"fields": [{"field": "holdSeconds", "min": s.MIN_HOLD_SECONDS, "max": s.MAX_HOLD_SECONDS}]},
+            )
+        return hold
+
+    def _active_holder(self, store_id: str, cart_id: str) -> Reservation | None:
+        holder = self._store.get_cart_holder(store_id, cart_id)
+        res = self._store.get_reservation(store_id, holder) if holder else None
+        return res if res is not None and res.status is ReservationStatus.ACTIVE else None
+
+    def _earlier_result(self, store_id: str, rid: str, cart_id: str, lines: Sequence[Line]) -> Reservation:
+        """A retried request whose transaction already committed: answer what it made."""
+        earlier = self.get(store_id, rid)
+        if earlier.cart_id != cart_id or [(x.sku, x.quantity) for x in earlier.lines] != [
+            (x.sku, x.quantity) for x in lines
+        ]:
+            raise IdempotencyKeyReused("this Idempotency-Key was used for a different reservation")
+        return earlier
+
+    @staticmethod
+    def _short_lines(
+        lines: Sequence[Line], why: ReserveRejected, replacing: Reservation | None
+    ) -> list[dict[str, Any]]:
+        returned = {x.sku: x.quantity for x in replacing.held_lines} if replacing else {}
+        short = []
+        for line in lines:
+            if line.sku in why.unknown_skus:
+                short.append({"sku": line.sku, "requested": line.quantity, "available": 0})
+            elif line.sku in why.short:
+                available = why.short[line.sku] + returned.get(line.sku, 0)
+                short.append({"sku": line.sku, "requested": line.quantity, "available": available})
+        return short
+
+    # ----- extend
+
+    def extend(self, store_id: str, reservation_id: str, hold_seconds: int | None) -> Reservation:
+        """New deadline = now + holdSeconds, never earlier than the current one."""
+        hold = self._hold_seconds(hold_seconds)
+        res = self.get(store_id, reservation_id)
+        for _ in range(_RETRIES):
+            now = self._clock()
+            self._require_live(res, now)
+            new_deadline = now + hold * 1000
+            if new_deadline <= res.expires_at:
+                return res  # already later than asked: nothing to do, no extension used
+            if res.extensions_left == 0:
+                raise ExtensionLimitReached(
+                    f"reservation {reservation_id} used all {res.max_extensions} extensions",
+                    {"extensionsUsed": res.extensions_used, "maxExtensions": res.max_extensions},
+                )
+            try:
+                extended = self._store.extend_reservation(
+                    res, new_expires_at=new_deadline, purge_at=self._active_purge_at(new_deadline), now_ms=now
+                )
+            except TransitionRejected as rejected:
+                if rejected.current is None:
+                    raise NotFound(f"no reservation {reservation_id}") from None
+                res = rejected.current
+                continue
+            count("ReservationsExtended")
+            return extended
+        raise TooBusy(f"reservation {reservation_id} kept changing; retry shortly")
+
+    # ----- end a hold
+
+    def confirm(
+        self, store_id: str, reservation_id: str, order_id: str, idempotency_key: str | None = None
+    ) -> Reservation:
+        """Payment succeeded: reserved units become allocated to ``order_id``."""
+        res = self.get(store_id, reservation_id)
+        token = request_token(store_id, idempotency_key, "confirm") if idempotency_key else None
+        for _ in range(_RETRIES):
+            if res.status is ReservationStatus.CONFIRMED and res.order_id == order_id:
+                return res  # confirming again with the same order is a no-op
+            now = self._clock()
+            self._require_live(res, now)
+            moves = [StockMove(x.sku, reserved=-x.quantity, allocated=x.quantity) for x in res.held_lines]
+            try:
+                done = self._end(res, ReservationStatus.CONFIRMED, moves, now, "confirmed", order_id, "before", token)
+            except TransitionRejected as rejected:
+                res = self._after_rejection(reservation_id, rejected)
+                continue
+            count("ReservationsConfirmed")
+            return done
+        raise TooBusy(f"reservation {reservation_id} kept changing; retry shortly")
+
+    def release(
+        self, store_id: str, reservation_id: str, reason: str, idempotency_key: str | None = None
+    ) -> Reservation:
+        """Cancel, payment failure or manual: held units go back to available."""
+        res = self.get(store_id, reservation_id)
+        token = request_token(store_id, idempotency_key, "release") if idempotency_key else None
+        for _ in range(_RETRIES):
+            if res.status is ReservationStatus.RELEASED:
+                return res  # releasing again changes nothing
+            now = self._clock()
+            self._require_live(res, now)
+            moves = [StockMove(x.sku, reserved=-x.quantity, available=x.quantity) for x in res.held_lines]
+            try:
+                done = self._end(res, ReservationStatus.RELEASED, moves, now, reason, None, "before", token)
+            except TransitionRejected as rejected:
+                res = self._after_rejection(reservation_id, rejected)
+                continue
+            count("ReservationsReleased")
+            return done
+        raise TooBusy(f"reservation {reservation_id} kept changing; retry shortly")
+
+    def expire(self, store_id: str, reservation_id: str, path: ExpirePath) -> ExpireOutcome:
+        """End the hold as EXPIRED if it is still ACTIVE and due; otherwise change nothing and say why.
+
+        Safe to call at any time, in any order, any number of times, from any path."""
+        res = self._store.get_reservation(store_id, reservation_id)
+        for _ in range(_RETRIES):
+            if res is None:
+                return ExpireOutcome(False, None, "not_found")
+            if res.status is not ReservationStatus.ACTIVE:
+                return ExpireOutcome(False, res, "already_ended")
+            now = self._clock()
+            if not res.is_due(now):
+                return ExpireOutcome(False, res, "not_due")
+            moves = [StockMove(x.sku, reserved=-x.quantity, available=x.quantity) for x in res.held_lines]
+            try:
+                done = self._end(res, ReservationStatus.EXPIRED, moves, now, "expired", None, "due", None)
+            except TransitionRejected as rejected:
+                res = rejected.current
+                continue
+            count("ReservationsExpired")
+            count(f"ReservationsExpiredBy{path.value.capitalize()}")
+            logger.info(
+                "reservation expired",
+                reservation_id=reservation_id,
+                path=path.value,
+                lag_ms=now - res.expires_at,
+            )
+            return ExpireOutcome(True, done, "expired")
+        raise TooBusy(f"reservation {reservation_id} kept changing; retry shortly")
+
+    def _end(
+        self,
+        res: Reservation,
+        to: ReservationStatus,
+        moves: list[StockMove],
+        now: int,
+        reason: str,
+        order_id: str | None,
+        deadline: str,
+        token: str | None,
+    ) -> Reservation:
+        return self._store.end_reservation(
+            res,
+            to,
+            moves=moves,
+            now_ms=now,
+            reason=reason,
+            order_id=order_id,
+            purge_at=self._ended_purge_at(now),
+            deadline=deadline,
+            token=token,
+        )
+
+    def _require_live(self, res: Reservation, now: int) -> None:
+        """Raise unless the hold is ACTIVE and before its deadline. A due hold is ended on the spot."""
+        if res.status is ReservationStatus.ACTIVE and not res.is_due(now):
+            return
+        if res.status is ReservationStatus.ACTIVE:
+            self.expire(res.store_id, res.reservation_id, ExpirePath.REQUEST)
+            raise ReservationExpired(res.reservation_id, rfc3339(res.expires_at))
+        if res.status is ReservationStatus.EXPIRED:
+            raise ReservationExpired(res.reservation_id, rfc3339(res.expires_at))
+        raise ReservationNotActive(res.reservation_id, res.status.value)
+
+    @staticmethod
+    def _after_rejection(reservation_id: str, rejected: TransitionRejected) -> Reservation:
+        if rejected.current is None:
+            raise NotFound(f"no reservation {reservation_id}")
+        if rejected.stock_conflict and rejected.current.status is ReservationStatus.ACTIVE:
+            # A counter would go below zero: the stock record disagrees with the hold.
+            logger.error(
+                "stock counters disagree with an active hold",
+                reservation_id=reservation_id,
+                skus=rejected.stock_conflict,
+            )
+            raise StockConflict("the stock counters disagree with this reservation", {"skus": rejected.stock_conflict})
+        return rejected.current
+
+    def _active_purge_at(self, expires_at_ms: int) -> int:
+        return expires_at_ms // 1000 + self._settings.TTL_GRACE_SECONDS
+
+    def _ended_purge_at(self, now: int) -> int:
+        return now // 1000 + self._settings.history_retention_seconds
+
+
+def _reserve_moves(res: Reservation, replacing: Reservation | None) -> list[StockMove]:
+    """Net counter moves per SKU (a transaction may touch each item once)."""
+    old = {x.sku: x.quantity for x in replacing.held_lines} if replacing else {}
+    moves: list[StockMove] = []
+    for line in res.lines:
+        delta = (line.quantity if line.held else 0) - old.pop(line.sku, 0)
+        if not line.held and delta == 0:
+            moves.append(StockMove(line.sku, require_unlimited=True))
+        elif delta != 0:
+            moves.append(StockMove(line.sku, available=-delta, reserved=delta))
+    moves.extend(StockMove(sku, available=q, reserved=-q) for sku, q in old.items())
+    return moves

@@ -1,0 +1,649 @@
+"""Data access: the only module that builds DynamoDB keys, conditions and updates.
+
+Every stock change is one conditional write or one TransactWriteItems. When a
+transaction is cancelled, the reasons (with ``ReturnValuesOnConditionCheckFailure:
+ALL_OLD``) are turned into a structured rejection; the domain decides what it means.
+``TransactionConflict`` (two transactions meeting on a hot item) is retried here with
+jittered, bounded backoff.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from stockhold.errors import TooBusy
+from stockhold.models import HeldLine, Reservation, ReservationStatus, StockLevel
+
+DEFAULT_LOCATION = "_"
+# A transaction holds at most 100 actions (DynamoDB's limit); see docs/decisions.md.
+MAX_TRANSACTION_ACTIONS = 100
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+Item = dict[str, Any]
+
+
+# --- keys -------------------------------------------------------------------------
+
+
+def stock_key(store_id: str, sku: str, location: str = DEFAULT_LOCATION) -> dict[str, str]:
+    return {"pk": f"STORE#{store_id}#SKU#{sku}", "sk": f"STOCK#{location}"}
+
+
+def reservation_key(store_id: str, reservation_id: str) -> dict[str, str]:
+    return {"pk": f"STORE#{store_id}#RES#{reservation_id}", "sk": "RESERVATION"}
+
+
+def cart_key(store_id: str, cart_id: str) -> dict[str, str]:
+    return {"pk": f"STORE#{store_id}#CART#{cart_id}", "sk": "HOLD"}
+
+
+def store_key(store_id: str) -> dict[str, str]:
+    return {"pk": f"STORE#{store_id}", "sk": "STORE"}
+
+
+def api_key_key(key_hash: str) -> dict[str, str]:
+    return {"pk": f"APIKEY#{key_hash}", "sk": "APIKEY"}
+
+
+# --- (de)serialisation ----------------------------------------------------------------
+
+
+def to_av(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in value.items() if v is not None}
+
+
+def from_av(item: Mapping[str, Any]) -> Item:
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def stock_from_item(item: Item) -> StockLevel:
+    return StockLevel(
+        sku=item["sku"],
+        on_hand=item["onHand"],
+        reserved=item["reserved"],
+        allocated=item["allocated"],
+        available=item["available"],
+        low_stock_threshold=item.get("lowStockThreshold"),
+        unlimited=bool(item.get("unlimited", False)),
+        updated_at=item["updatedAt"],
+    )
+
+
+def reservation_from_item(item: Item) -> Reservation:
+    return Reservation(
+        reservation_id=item["reservationId"],
+        store_id=item["storeId"],
+        cart_id=item["cartId"],
+        customer_id=item.get("customerId"),
+        status=ReservationStatus(item["status"]),
+        lines=tuple(HeldLine(sku=x["sku"], quantity=x["quantity"], held=x["held"]) for x in item["lines"]),
+        created_at=item["createdAt"],
+        expires_at=item["expiresAt"],
+        extensions_used=item["extensionsUsed"],
+        max_extensions=item["maxExtensions"],
+        ended_at=item.get("endedAt"),
+        end_reason=item.get("endReason"),
+        order_id=item.get("orderId"),
+    )
+
+
+def reservation_to_item(res: Reservation, purge_at: int) -> Item:
+    return {
+        **reservation_key(res.store_id, res.reservation_id),
+        "type": "RESERVATION",
+        "storeId": res.store_id,
+        "reservationId": res.reservation_id,
+        "cartId": res.cart_id,
+        "customerId": res.customer_id,
+        "status": res.status.value,
+        "lines": [{"sku": x.sku, "quantity": x.quantity, "held": x.held} for x in res.lines],
+        "createdAt": res.created_at,
+        "expiresAt": res.expires_at,
+        "extensionsUsed": res.extensions_used,
+        "maxExtensions": res.max_extensions,
+        "purgeAt": purge_at,
+    }
+
+
+# --- outcomes ------------------------------------------------------------------------
+
+
+@dataclass
+class ReserveRejected(Exception):
+    """Why a reserve transaction was cancelled. Every failed condition is listed."""
+
+    reservation_exists: bool = False
+    cart_holder: str | None = None  # reservation id holding the cart, when the slot was taken
+    cart_holder_expires_at: int | None = None
+    replaced_changed: bool = False  # the reservation being replaced ended meanwhile
+    unknown_skus: list[str] = field(default_factory=list)
+    unlimited_skus: list[str] = field(default_factory=list)
+    limited_skus: list[str] = field(default_factory=list)  # believed unlimited, but are not
+    short: dict[str, int] = field(default_factory=dict)  # sku -> available at the time
+
+
+@dataclass
+class TransitionRejected(Exception):
+    """A conditional transition of a reservation failed; ``current`` is its stored state."""
+
+    current: Reservation | None
+    stock_conflict: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StockWriteRejected(Exception):
+    current: StockLevel | None
+
+
+@dataclass(frozen=True)
+class StockMove:
+    """Units moving between counters of one SKU in one write.
+
+    ``available``/``reserved``/``allocated``/``on_hand`` are signed deltas. Conditions
+    keep every counter >= 0; ``require_limited`` / ``require_unlimited`` check the flag.
+    """
+
+    sku: str
+    available: int = 0
+    reserved: int = 0
+    allocated: int = 0
+    on_hand: int = 0
+    require_unlimited: bool = False
+
+
+# --- the store -------------------------------------------------------------------------
+
+
+class DynamoStore:
+    """Reads and conditional writes on the stockhold table."""
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        conflict_retries: int = 6,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._conflict_retries = conflict_retries
+        self._sleep = sleep
+
+    # ----- plain reads
+
+    def get_stock(self, store_id: str, sku: str) -> StockLevel | None:
+        item = self._get(stock_key(store_id, sku))
+        return stock_from_item(item) if item else None
+
+    def get_stocks(self, store_id: str, skus: Sequence[str]) -> dict[str, StockLevel]:
+        """Strongly consistent reads of up to 100 SKUs (one BatchGetItem, plus any unprocessed keys)."""
+        found: dict[str, StockLevel] = {}
+        pending: list[dict[str, Any]] = [to_av(stock_key(store_id, sku)) for sku in dict.fromkeys(skus)]
+        attempt = 0
+        while pending:
+            resp = self._client.batch_get_item(RequestItems={self._table: {"Keys": pending, "ConsistentRead": True}})
+            for raw in resp.get("Responses", {}).get(self._table, []):
+                level = stock_from_item(from_av(raw))
+                found[level.sku] = level
+            pending = resp.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
+            if pending:
+                attempt += 1
+                self._backoff(attempt)
+        return found
+
+    def get_reservation(self, store_id: str, reservation_id: str) -> Reservation | None:
+        item = self._get(reservation_key(store_id, reservation_id))
+        return reservation_from_item(item) if item else None
+
+    def get_cart_holder(self, store_id: str, cart_id: str) -> str | None:
+        item = self._get(cart_key(store_id, cart_id))
+        return item["reservationId"] if item else None
+
+    def get_item(self, key: Mapping[str, str]) -> Item | None:
+        return self._get(key)
+
+    def put_item(self, item: Mapping[str, Any], *, only_if_new: bool = False) -> bool:
+        """Plain put (tenancy records). Returns False when ``only_if_new`` and it existed."""
+        kwargs: dict[str, Any] = {"TableName": self._table, "Item": to_av(item)}
+        if only_if_new:
+            kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
+        try:
+            self._client.put_item(**kwargs)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # ----- stock writes
+
+    def create_stock(self, store_id: str, level: StockLevel) -> None:
+        """Put a new stock item; raises StockWriteRejected(current) if it already exists."""
+        item = {
+            **stock_key(store_id, level.sku),
+            "type": "STOCK",
+            "storeId": store_id,
+            "sku": level.sku,
+            "location": DEFAULT_LOCATION,
+            "onHand": level.on_hand,
+            "reserved": level.reserved,
+            "allocated": level.allocated,
+            "available": level.available,
+            "lowStockThreshold": level.low_stock_threshold,
+            "unlimited": level.unlimited,
+            "updatedAt": level.updated_at,
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=to_av(item),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            raise self._stock_rejection(exc) from exc
+
+    def set_stock(
+        self,
+        store_id: str,
+        sku: str,
+        *,
+        expected_on_hand: int,
+        on_hand: int,
+        low_stock_threshold: int | None,
+        unlimited: bool,
+        now_ms: int,
+    ) -> StockLevel:
+        """Set onHand (moving ``available`` by the same delta) if onHand is still ``expected_on_hand``."""
+        delta = on_hand - expected_on_hand
+        names = {"#a": "available", "#o": "onHand"}
+        values: dict[str, Any] = {
+            ":old": expected_on_hand,
+            ":new": on_hand,
+            ":d": delta,
+            ":u": unlimited,
+            ":now": now_ms,
+        }
+        sets = ["#o = :new", "#a = #a + :d", "unlimited = :u", "updatedAt = :now"]
+        condition = "#o = :old"
+        if delta < 0:
+            values[":need"] = -delta
+            condition += " AND #a >= :need"
+        removes = []
+        if low_stock_threshold is None:
+            removes.append("lowStockThreshold")
+        else:
+            values[":t"] = low_stock_threshold
+            sets.append("lowStockThreshold = :t")
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        return self._update_stock(store_id, sku, update, condition, names, values)
+
+    def adjust_stock(self, store_id: str, sku: str, delta: int, now_ms: int, token: str | None) -> StockLevel:
+        """onHand and available move by ``delta``; neither may go below zero."""
+        names = {"#a": "available", "#o": "onHand"}
+        values: dict[str, Any] = {":d": delta, ":now": now_ms}
+        condition = "attribute_exists(pk)"
+        if delta < 0:
+            values[":need"] = -delta
+            condition += " AND #a >= :need AND #o >= :need"
+        update = "SET #o = #o + :d, #a = #a + :d, updatedAt = :now"
+        if token is None:
+            return self._update_stock(store_id, sku, update, condition, names, values)
+        # With an idempotency key the write goes through a one-item transaction, whose
+        # ClientRequestToken makes a retried request (crash between commit and response)
+        # a no-op instead of a second adjustment.
+        action = {
+            "Update": {
+                "TableName": self._table,
+                "Key": to_av(stock_key(store_id, sku)),
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": to_av(values),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+        try:
+            self._transact([action], token)
+        except _Cancelled as cancelled:
+            old = cancelled.items[0]
+            raise StockWriteRejected(stock_from_item(old) if old else None) from None
+        except ClientError as exc:
+            if _code(exc) != "IdempotentParameterMismatchException":
+                raise
+            # The same token already committed this adjustment: answer the current level.
+        level = self.get_stock(store_id, sku)
+        if level is None:
+            raise StockWriteRejected(None)
+        return level
+
+    def _update_stock(
+        self, store_id: str, sku: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> StockLevel:
+        try:
+            resp = self._client.update_item(
+                TableName=self._table,
+                Key=to_av(stock_key(store_id, sku)),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_av(values),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            raise self._stock_rejection(exc) from exc
+        return stock_from_item(from_av(resp["Attributes"]))
+
+    @staticmethod
+    def _stock_rejection(exc: ClientError) -> Exception:
+        if _code(exc) != "ConditionalCheckFailedException":
+            return exc
+        old = exc.response.get("Item")
+        return StockWriteRejected(stock_from_item(from_av(old)) if old else None)
+
+    # ----- reservations
+
+    def create_reservation(
+        self,
+        res: Reservation,
+        *,
+        purge_at: int,
+        moves: Sequence[StockMove],
+        replacing: Reservation | None,
+        replaced_status: ReservationStatus = ReservationStatus.RELEASED,
+        ended_purge_at: int,
+        now_ms: int,
+        token: str | None,
+    ) -> None:
+        """One transaction: the reservation, the cart's slot, every stock move (and, when
+        replacing, the old reservation ended as RELEASED). Raises ReserveRejected."""
+        actions: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": to_av(reservation_to_item(res, purge_at)),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        slot = {
+            **cart_key(res.store_id, res.cart_id),
+            "type": "CART_HOLD",
+            "storeId": res.store_id,
+            "cartId": res.cart_id,
+            "reservationId": res.reservation_id,
+            "expiresAt": res.expires_at,
+            "purgeAt": purge_at,
+        }
+        slot_put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": to_av(slot),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if replacing is None:
+            slot_put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            slot_put["ConditionExpression"] = "reservationId = :old"
+            slot_put["ExpressionAttributeValues"] = to_av({":old": replacing.reservation_id})
+        actions.append({"Put": slot_put})
+        if replacing is not None:
+            actions.append(
+                self._end_action(
+                    replacing,
+                    replaced_status,
+                    now_ms=now_ms,
+                    reason="replaced" if replaced_status is ReservationStatus.RELEASED else "expired",
+                    order_id=None,
+                    purge_at=ended_purge_at,
+                    deadline=None,
+                )
+            )
+        first_move = len(actions)
+        actions.extend(self._move_action(res.store_id, move, now_ms) for move in moves)
+        try:
+            self._transact(actions, token)
+        except _Cancelled as cancelled:
+            rejected = ReserveRejected()
+            reasons = cancelled.codes
+            if reasons[0] == "ConditionalCheckFailed":
+                rejected.reservation_exists = True
+            if reasons[1] == "ConditionalCheckFailed":
+                holder = cancelled.items[1]
+                if replacing is not None:
+                    rejected.replaced_changed = True
+                elif holder:
+                    rejected.cart_holder = holder["reservationId"]
+                    rejected.cart_holder_expires_at = holder.get("expiresAt")
+            if replacing is not None and reasons[2] == "ConditionalCheckFailed":
+                rejected.replaced_changed = True
+            for move, code, old in zip(moves, reasons[first_move:], cancelled.items[first_move:], strict=True):
+                if code != "ConditionalCheckFailed":
+                    continue
+                if not old:
+                    rejected.unknown_skus.append(move.sku)
+                elif move.require_unlimited and not old.get("unlimited"):
+                    rejected.limited_skus.append(move.sku)
+                elif not move.require_unlimited and old.get("unlimited"):
+                    rejected.unlimited_skus.append(move.sku)
+                else:
+                    rejected.short[move.sku] = old["available"]
+            raise rejected from None
+
+    def end_reservation(
+        self,
+        res: Reservation,
+        to_status: ReservationStatus,
+        *,
+        moves: Sequence[StockMove],
+        now_ms: int,
+        reason: str,
+        order_id: str | None,
+        purge_at: int,
+        deadline: str | None,
+        token: str | None,
+    ) -> Reservation:
+        """ACTIVE -> ``to_status`` with the counter moves and the cart slot freed, in one
+        transaction. ``deadline`` adds a condition: "before" (confirm/release: only while
+        not yet due) or "due" (expire: only once due). Raises TransitionRejected."""
+        actions = [
+            self._end_action(
+                res, to_status, now_ms=now_ms, reason=reason, order_id=order_id, purge_at=purge_at, deadline=deadline
+            ),
+            {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": to_av(cart_key(res.store_id, res.cart_id)),
+                    "ConditionExpression": "attribute_not_exists(pk) OR reservationId = :rid",
+                    "ExpressionAttributeValues": to_av({":rid": res.reservation_id}),
+                }
+            },
+            *(self._move_action(res.store_id, move, now_ms) for move in moves),
+        ]
+        try:
+            self._transact(actions, token)
+        except _Cancelled as cancelled:
+            current = cancelled.items[0]
+            stock = [
+                m.sku for m, code in zip(moves, cancelled.codes[2:], strict=True) if code == "ConditionalCheckFailed"
+            ]
+            raise TransitionRejected(reservation_from_item(current) if current else None, stock) from None
+        return res.model_copy(
+            update={"status": to_status, "ended_at": now_ms, "end_reason": reason, "order_id": order_id}
+        )
+
+    def extend_reservation(self, res: Reservation, *, new_expires_at: int, purge_at: int, now_ms: int) -> Reservation:
+        """Move the deadline later, using one extension. Raises TransitionRejected(current)."""
+        try:
+            resp = self._client.update_item(
+                TableName=self._table,
+                Key=to_av(reservation_key(res.store_id, res.reservation_id)),
+                UpdateExpression="SET expiresAt = :new, purgeAt = :purge, extensionsUsed = extensionsUsed + :one",
+                ConditionExpression=(
+                    "#s = :active AND expiresAt > :now AND expiresAt < :new AND extensionsUsed < maxExtensions"
+                ),
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_av(
+                    {":new": new_expires_at, ":purge": purge_at, ":one": 1, ":active": "ACTIVE", ":now": now_ms}
+                ),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            raise TransitionRejected(reservation_from_item(from_av(old)) if old else None) from None
+        return reservation_from_item(from_av(resp["Attributes"]))
+
+    # ----- building blocks
+
+    def _end_action(
+        self,
+        res: Reservation,
+        to_status: ReservationStatus,
+        *,
+        now_ms: int,
+        reason: str,
+        order_id: str | None,
+        purge_at: int,
+        deadline: str | None,
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            ":to": to_status.value,
+            ":active": "ACTIVE",
+            ":now": now_ms,
+            ":reason": reason,
+            ":purge": purge_at,
+        }
+        sets = ["#s = :to", "endedAt = :now", "endReason = :reason", "purgeAt = :purge"]
+        if order_id is not None:
+            values[":order"] = order_id
+            sets.append("orderId = :order")
+        condition = "#s = :active"
+        if deadline == "before":
+            condition += " AND expiresAt > :now"
+        elif deadline == "due":
+            condition += " AND expiresAt <= :now"
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": to_av(reservation_key(res.store_id, res.reservation_id)),
+                "UpdateExpression": "SET " + ", ".join(sets),
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": to_av(values),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def _move_action(self, store_id: str, move: StockMove, now_ms: int) -> dict[str, Any]:
+        key = to_av(stock_key(store_id, move.sku))
+        if move.require_unlimited:
+            return {
+                "ConditionCheck": {
+                    "TableName": self._table,
+                    "Key": key,
+                    "ConditionExpression": "unlimited = :t",
+                    "ExpressionAttributeValues": to_av({":t": True}),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+        counters = {
+            "available": move.available,
+            "reserved": move.reserved,
+            "allocated": move.allocated,
+            "onHand": move.on_hand,
+        }
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":now": now_ms}
+        sets, conditions = ["updatedAt = :now"], ["attribute_exists(pk)"]
+        for i, (name, delta) in enumerate(counters.items()):
+            if delta == 0:
+                continue
+            names[f"#c{i}"] = name
+            values[f":d{i}"] = delta
+            sets.append(f"#c{i} = #c{i} + :d{i}")
+            if delta < 0:
+                values[f":n{i}"] = -delta
+                conditions.append(f"#c{i} >= :n{i}")
+        if move.available < 0:
+            # Units are taken from ``available``: the item must count them (not unlimited).
+            values[":f"] = False
+            conditions.append("unlimited = :f")
+        update: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": key,
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeValues": to_av(values),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if names:
+            update["ExpressionAttributeNames"] = names
+        return {"Update": update}
+
+    def _get(self, key: Mapping[str, str]) -> Item | None:
+        resp = self._client.get_item(TableName=self._table, Key=to_av(key), ConsistentRead=True)
+        raw = resp.get("Item")
+        return from_av(raw) if raw else None
+
+    def _transact(self, actions: list[dict[str, Any]], token: str | None) -> None:
+        """TransactWriteItems, retrying TransactionConflict with full-jitter backoff."""
+        if len(actions) > MAX_TRANSACTION_ACTIONS:
+            raise ValueError(f"{len(actions)} actions exceed DynamoDB's {MAX_TRANSACTION_ACTIONS} per transaction")
+        for attempt in range(self._conflict_retries + 1):
+            kwargs: dict[str, Any] = {"TransactItems": actions}
+            if token is not None:
+                # Each retry after a definite cancellation is a new request: vary the token.
+                kwargs["ClientRequestToken"] = token if attempt == 0 else f"{token[:33]}-{attempt:02d}"
+            try:
+                self._client.transact_write_items(**kwargs)
+                return
+            except ClientError as exc:
+                if _code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = exc.response.get("CancellationReasons") or [{}] * len(actions)
+                codes = [r.get("Code", "None") for r in reasons]
+                if "ConditionalCheckFailed" in codes:
+                    items = [from_av(r["Item"]) if r.get("Item") else None for r in reasons]
+                    raise _Cancelled(codes, items) from None
+                if "TransactionConflict" not in codes:
+                    raise
+            if attempt < self._conflict_retries:
+                self._backoff(attempt + 1)
+        raise TooBusy("the stock is being changed by many requests at once; retry shortly", {"retryAfterSeconds": 1})
+
+    def _backoff(self, attempt: int) -> None:
+        self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+
+
+@dataclass
+class _Cancelled(Exception):
+    codes: list[str]
+    items: list[Item | None]
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,80 @@
+"""Stores and their API keys. Keys are stored as SHA-256 hashes, never in clear.
+
+A key is 32 random bytes (base64url), so an unsalted hash cannot be brute-forced;
+the hash is the table key, which makes the authorizer's lookup one GetItem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+from stockhold.errors import ValidationFailed
+from stockhold.models import Role
+from stockhold.store import DynamoStore, api_key_key, store_key
+
+STORE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    store_id: str
+    role: Role
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_api_key(role: Role) -> str:
+    prefix = "sh_admin_" if role is Role.ADMIN else "sh_front_"
+    return prefix + secrets.token_urlsafe(32)
+
+
+class Tenancy:
+    def __init__(self, store: DynamoStore) -> None:
+        self._store = store
+
+    def authenticate(self, api_key: str) -> Principal | None:
+        if not api_key or len(api_key) > 512:
+            return None
+        item = self._store.get_item(api_key_key(hash_key(api_key)))
+        if item is None or item.get("revoked"):
+            return None
+        return Principal(store_id=item["storeId"], role=Role(item["role"]))
+
+    def create_store(self, store_id: str, name: str | None, now_ms: int) -> bool:
+        """Create the store record; False if it already existed (that is fine)."""
+        if not STORE_ID.match(store_id):
+            raise ValidationFailed("a store id is 1-63 lowercase letters, digits or '-'", {"storeId": store_id})
+        return self._store.put_item(
+            {
+                **store_key(store_id),
+                "type": "STORE",
+                "storeId": store_id,
+                "name": name or store_id,
+                "createdAt": now_ms,
+            },
+            only_if_new=True,
+        )
+
+    def add_key(
+        self, store_id: str, role: Role, now_ms: int, api_key: str | None = None, label: str | None = None
+    ) -> str:
+        """Register a key (a new random one unless given) and return it in clear, once."""
+        key = api_key or new_api_key(role)
+        digest = hash_key(key)
+        self._store.put_item(
+            {
+                **api_key_key(digest),
+                "type": "APIKEY",
+                "storeId": store_id,
+                "role": role.value,
+                "label": label,
+                "keyPrefix": key[:12],
+                "createdAt": now_ms,
+            }
+        )
+        return key
