@@ -81,7 +81,9 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
                 field += f"[{part}]"
             else:
                 field += ("." if field else "") + str(part)
-        out.append({"field": field or "body", "message": str(err.get("msg", "invalid")), "type": err.get("type", "invalid")})
+        out.append(
+            {"field": field or "body", "message": str(err.get("msg", "invalid")), "type": err.get("type", "invalid")}
+        )
     return out
 
 
