@@ -47,7 +47,7 @@ def test_a_known_key_is_allowed_with_its_store_and_role(keys: dict[str, str], ro
     ids=["absent", "empty", "scheme-only", "blank-key", "unknown-key", "wrong-scheme", "no-scheme", "oversized"],
 )
 def test_a_missing_or_unknown_key_is_a_401(keys: dict[str, str], token: str | None) -> None:
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         _authorize(token)
 
 
@@ -71,7 +71,7 @@ def test_a_revoked_key_is_refused(aws: None, capsys: pytest.CaptureFixture[str])
     admin_main(["create-store", "acme", "--table", "StockholdTable", "--storefront-key", "front-1"])
     assert _authorize("Bearer front-1")["context"]["storeId"] == "acme"
     admin_main(["revoke-key", "front-1", "--table", "StockholdTable"])
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         _authorize("Bearer front-1")
 
 
