@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
+export PYTHONPATH := layers/stockhold:functions/api:.
 
 .PHONY: help setup run test test-unit test-integration lint format bench build deploy openapi store clean
 

@@ -13,6 +13,7 @@ import reservation_routes
 import stock_routes
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError, ValidationException
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from http_common import error_response, idempotent_resolve, precheck, validation_details
@@ -25,14 +26,20 @@ app.include_router(stock_routes.router)
 app.include_router(reservation_routes.router)
 
 
-@app.get("/openapi.json", include_in_schema=False)
-def openapi_document() -> Response[Any]:
-    body = app.get_openapi_json_schema(
+def openapi_json() -> str:
+    """The OpenAPI document, generated from the routes and models (also written to docs/openapi.json)."""
+    return app.get_openapi_json_schema(
         title="stockhold",
         version="1.0.0",
         description="Stock reservations for online stores. See API.md for the contract.",
+        security_schemes={"apiKey": HTTPBearer(description="Authorization: Bearer <API key>")},
+        security=[{"apiKey": []}],
     )
-    return Response(status_code=200, content_type="application/json", body=body)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_document() -> Response[Any]:
+    return Response(status_code=200, content_type="application/json", body=openapi_json())
 
 
 @app.exception_handler(StockholdError)

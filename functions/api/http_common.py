@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from stockhold.api_models import ErrorOut
 from stockhold.errors import Forbidden, Unauthorized
 from stockhold.models import Role
 from stockhold.observability import logger
@@ -30,6 +31,26 @@ from stockhold.runtime import dynamodb_client, services
 from stockhold.tenancy import Principal
 
 MAX_BODY_BYTES = 64 * 1024
+
+_ERROR = {"application/json": {"model": ErrorOut}}
+# Error answers every route may give, for the OpenAPI document (shape: API.md "Errors").
+ERRORS: dict[int, Any] = {
+    400: {
+        "description": "VALIDATION_ERROR: the request is malformed; details.fields names each bad field",
+        "content": _ERROR,
+    },
+    401: {"description": "UNAUTHORIZED: missing or unknown API key", "content": _ERROR},
+    403: {"description": "FORBIDDEN: this key's role may not call this route", "content": _ERROR},
+    404: {"description": "NOT_FOUND: no such resource in this store", "content": _ERROR},
+    409: {
+        "description": "INSUFFICIENT_STOCK, CART_ALREADY_RESERVED, RESERVATION_NOT_ACTIVE, "
+        "EXTENSION_LIMIT_REACHED, STOCK_CONFLICT or IDEMPOTENCY_KEY_REUSED",
+        "content": _ERROR,
+    },
+    410: {"description": "RESERVATION_EXPIRED: the deadline passed", "content": _ERROR},
+    413: {"description": "PAYLOAD_TOO_LARGE: the body is over 64 KiB", "content": _ERROR},
+    503: {"description": "TOO_BUSY: hot items kept conflicting; retry with backoff", "content": _ERROR},
+}
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 

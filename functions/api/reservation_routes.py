@@ -7,7 +7,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from http_common import caller, idempotency_key
+from http_common import ERRORS, caller, idempotency_key
 
 from stockhold.api_models import ConfirmIn, ExtendIn, ReleaseIn, ReservationOut, ReserveIn
 from stockhold.models import Line, Reservation
@@ -23,7 +23,7 @@ def _out(res: Reservation, status: int = 200) -> Response[ReservationOut]:
     return Response(status, "application/json", ReservationOut.of(res, now_ms()))
 
 
-@router.post("/reservations", summary="Hold every line of a cart, or none", tags=["reservations"])
+@router.post("/reservations", summary="Hold every line of a cart, or none", tags=["reservations"], responses=ERRORS)
 def create_reservation(body: Annotated[ReserveIn, Body()]) -> Response[ReservationOut]:
     who = caller(router)
     res = services().reservations.reserve(
@@ -38,35 +38,41 @@ def create_reservation(body: Annotated[ReserveIn, Body()]) -> Response[Reservati
     return _out(res, 201)
 
 
-@router.get("/reservations/<reservation_id>", summary="A reservation", tags=["reservations"])
-def get_reservation(reservation_id: ReservationId) -> Response[ReservationOut]:
+@router.get("/reservations/<reservationId>", summary="A reservation", tags=["reservations"], responses=ERRORS)
+def get_reservation(reservationId: ReservationId) -> Response[ReservationOut]:
     who = caller(router)
-    return _out(services().reservations.get(who.store_id, reservation_id))
+    return _out(services().reservations.get(who.store_id, reservationId))
 
 
-@router.get("/carts/<cart_id>/reservation", summary="The cart's active reservation", tags=["reservations"])
-def get_cart_reservation(cart_id: CartId) -> Response[ReservationOut]:
+@router.get(
+    "/carts/<cartId>/reservation", summary="The cart's active reservation", tags=["reservations"], responses=ERRORS
+)
+def get_cart_reservation(cartId: CartId) -> Response[ReservationOut]:
     who = caller(router)
-    return _out(services().reservations.get_for_cart(who.store_id, cart_id))
-
-
-@router.post("/reservations/<reservation_id>/extend", summary="Move the deadline later", tags=["reservations"])
-def extend_reservation(reservation_id: ReservationId, body: Annotated[ExtendIn, Body()]) -> Response[ReservationOut]:
-    who = caller(router)
-    return _out(services().reservations.extend(who.store_id, reservation_id, body.hold_seconds))
-
-
-@router.post("/reservations/<reservation_id>/confirm", summary="Payment succeeded", tags=["reservations"])
-def confirm_reservation(reservation_id: ReservationId, body: Annotated[ConfirmIn, Body()]) -> Response[ReservationOut]:
-    who = caller(router)
-    key = idempotency_key(router.current_event.raw_event)
-    return _out(services().reservations.confirm(who.store_id, reservation_id, body.order_id, key))
+    return _out(services().reservations.get_for_cart(who.store_id, cartId))
 
 
 @router.post(
-    "/reservations/<reservation_id>/release", summary="Cancel, payment failure or manual", tags=["reservations"]
+    "/reservations/<reservationId>/extend", summary="Move the deadline later", tags=["reservations"], responses=ERRORS
 )
-def release_reservation(reservation_id: ReservationId, body: Annotated[ReleaseIn, Body()]) -> Response[ReservationOut]:
+def extend_reservation(reservationId: ReservationId, body: Annotated[ExtendIn, Body()]) -> Response[ReservationOut]:
+    who = caller(router)
+    return _out(services().reservations.extend(who.store_id, reservationId, body.hold_seconds))
+
+
+@router.post(
+    "/reservations/<reservationId>/confirm", summary="Payment succeeded", tags=["reservations"], responses=ERRORS
+)
+def confirm_reservation(reservationId: ReservationId, body: Annotated[ConfirmIn, Body()]) -> Response[ReservationOut]:
     who = caller(router)
     key = idempotency_key(router.current_event.raw_event)
-    return _out(services().reservations.release(who.store_id, reservation_id, body.reason, key))
+    return _out(services().reservations.confirm(who.store_id, reservationId, body.order_id, key))
+
+
+@router.post(
+    "/reservations/<reservationId>/release", summary="Cancel, payment failure or manual", tags=["reservations"]
+)
+def release_reservation(reservationId: ReservationId, body: Annotated[ReleaseIn, Body()]) -> Response[ReservationOut]:
+    who = caller(router)
+    key = idempotency_key(router.current_event.raw_event)
+    return _out(services().reservations.release(who.store_id, reservationId, body.reason, key))

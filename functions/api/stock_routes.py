@@ -8,7 +8,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from http_common import caller, idempotency_key
+from http_common import ERRORS, caller, idempotency_key
 
 from stockhold.api_models import (
     SKU_PATTERN,
@@ -34,7 +34,7 @@ def _out(level: object) -> StockOut:
     return StockOut.of(level, services().settings.LOW_STOCK_THRESHOLD)  # type: ignore[arg-type]
 
 
-@router.put("/stock/<sku>", summary="Set a SKU's physical stock (admin)", tags=["stock"])
+@router.put("/stock/<sku>", summary="Set a SKU's physical stock (admin)", tags=["stock"], responses=ERRORS)
 def put_stock(sku: SkuPath, body: Annotated[StockIn, Body()]) -> Response[StockOut]:
     who = caller(router, admin=True)
     level = services().stock.set(
@@ -44,7 +44,7 @@ def put_stock(sku: SkuPath, body: Annotated[StockIn, Body()]) -> Response[StockO
     return Response(200, "application/json", _out(level))
 
 
-@router.post("/stock/<sku>/adjustments", summary="Receive or write off units (admin)", tags=["stock"])
+@router.post("/stock/<sku>/adjustments", summary="Receive or write off units (admin)", tags=["stock"], responses=ERRORS)
 def adjust_stock(sku: SkuPath, body: Annotated[AdjustmentIn, Body()]) -> Response[StockOut]:
     who = caller(router, admin=True)
     level = services().stock.adjust(who.store_id, sku, body.delta, idempotency_key(router.current_event.raw_event))
@@ -52,13 +52,13 @@ def adjust_stock(sku: SkuPath, body: Annotated[AdjustmentIn, Body()]) -> Respons
     return Response(200, "application/json", _out(level))
 
 
-@router.get("/stock/<sku>", summary="One SKU's stock", tags=["stock"])
+@router.get("/stock/<sku>", summary="One SKU's stock", tags=["stock"], responses=ERRORS)
 def get_stock(sku: SkuPath) -> Response[StockOut]:
     who = caller(router)
     return Response(200, "application/json", _out(services().stock.get(who.store_id, sku)))
 
 
-@router.get("/stock", summary="Several SKUs' stock", tags=["stock"])
+@router.get("/stock", summary="Several SKUs' stock", tags=["stock"], responses=ERRORS)
 def list_stock(skus: Annotated[str, Query(description="Comma-separated SKUs, at most 100")]) -> Response[StockListOut]:
     who = caller(router)
     wanted = [s.strip() for s in skus.split(",") if s.strip()]
@@ -71,7 +71,9 @@ def list_stock(skus: Annotated[str, Query(description="Comma-separated SKUs, at 
     return Response(200, "application/json", StockListOut(items=[_out(x) for x in found], missing=missing))
 
 
-@router.post("/stock/validate", summary="Could these lines be held now? Holds nothing", tags=["stock"])
+@router.post(
+    "/stock/validate", summary="Could these lines be held now? Holds nothing", tags=["stock"], responses=ERRORS
+)
 def validate_stock(body: Annotated[ValidateIn, Body()]) -> Response[ValidateOut]:
     who = caller(router)
     checks = services().stock.validate(who.store_id, [Line(sku=x.sku, quantity=x.quantity) for x in body.items])

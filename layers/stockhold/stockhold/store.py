@@ -424,6 +424,11 @@ class DynamoStore:
         actions.extend(self._move_action(res.store_id, move, now_ms) for move in moves)
         try:
             self._transact(actions, token)
+        except ClientError as exc:
+            if _code(exc) != "IdempotentParameterMismatchException":
+                raise
+            # This token committed earlier (a retried request): the reservation exists.
+            raise ReserveRejected(reservation_exists=True) from None
         except _Cancelled as cancelled:
             rejected = ReserveRejected()
             reasons = cancelled.codes
@@ -483,6 +488,11 @@ class DynamoStore:
         ]
         try:
             self._transact(actions, token)
+        except ClientError as exc:
+            if _code(exc) != "IdempotentParameterMismatchException":
+                raise
+            # This token ended the hold earlier (a retried request): report what it is now.
+            raise TransitionRejected(self.get_reservation(res.store_id, res.reservation_id)) from None
         except _Cancelled as cancelled:
             current = cancelled.items[0]
             stock = [
@@ -622,6 +632,11 @@ class DynamoStore:
                 self._client.transact_write_items(**kwargs)
                 return
             except ClientError as exc:
+                if _code(exc) == "TransactionInProgressException":
+                    # The same token is still being applied by another request: wait for it.
+                    if attempt < self._conflict_retries:
+                        self._backoff(attempt + 1)
+                    continue
                 if _code(exc) != "TransactionCanceledException":
                     raise
                 reasons = exc.response.get("CancellationReasons") or [{}] * len(actions)
