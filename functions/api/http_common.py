@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -54,9 +55,9 @@ ERRORS: dict[int, Any] = {
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-def caller(app: APIGatewayRestResolver, *, admin: bool = False) -> Principal:
+def caller(event: APIGatewayProxyEvent, *, admin: bool = False) -> Principal:
     """The store and role the authorizer put on the request; never read from the body."""
-    ctx = app.current_event.request_context.authorizer or {}
+    ctx: dict[str, Any] = dict(event.request_context.authorizer.raw_event or {})
     store_id, role = ctx.get("storeId"), ctx.get("role")
     if not store_id or role not in (Role.ADMIN.value, Role.STOREFRONT.value):
         raise Unauthorized("missing or unknown API key")
@@ -155,7 +156,7 @@ def _idempotent_runner() -> Any:
         payload_validation_jmespath="[method, path, body]",
         expires_after_seconds=settings.IDEMPOTENCY_TTL_SECONDS,
         raise_on_no_idempotency_key=True,
-        response_hook=_mark_replayed,
+        response_hook=_mark_replayed,  # type: ignore[arg-type]  # Powertools types it as a Protocol
     )
     layer = DynamoDBPersistenceLayer(table_name=settings.IDEMPOTENCY_TABLE_NAME, boto3_client=dynamodb_client())
 

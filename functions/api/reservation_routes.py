@@ -25,7 +25,7 @@ def _out(res: Reservation, status: int = 200) -> Response[ReservationOut]:
 
 @router.post("/reservations", summary="Hold every line of a cart, or none", tags=["reservations"], responses=ERRORS)
 def create_reservation(body: Annotated[ReserveIn, Body()]) -> Response[ReservationOut]:
-    who = caller(router)
+    who = caller(router.current_event)
     res = services().reservations.reserve(
         who.store_id,
         cart_id=body.cart_id,
@@ -40,7 +40,7 @@ def create_reservation(body: Annotated[ReserveIn, Body()]) -> Response[Reservati
 
 @router.get("/reservations/<reservationId>", summary="A reservation", tags=["reservations"], responses=ERRORS)
 def get_reservation(reservationId: ReservationId) -> Response[ReservationOut]:
-    who = caller(router)
+    who = caller(router.current_event)
     return _out(services().reservations.get(who.store_id, reservationId))
 
 
@@ -48,7 +48,7 @@ def get_reservation(reservationId: ReservationId) -> Response[ReservationOut]:
     "/carts/<cartId>/reservation", summary="The cart's active reservation", tags=["reservations"], responses=ERRORS
 )
 def get_cart_reservation(cartId: CartId) -> Response[ReservationOut]:
-    who = caller(router)
+    who = caller(router.current_event)
     return _out(services().reservations.get_for_cart(who.store_id, cartId))
 
 
@@ -56,7 +56,7 @@ def get_cart_reservation(cartId: CartId) -> Response[ReservationOut]:
     "/reservations/<reservationId>/extend", summary="Move the deadline later", tags=["reservations"], responses=ERRORS
 )
 def extend_reservation(reservationId: ReservationId, body: Annotated[ExtendIn, Body()]) -> Response[ReservationOut]:
-    who = caller(router)
+    who = caller(router.current_event)
     return _out(services().reservations.extend(who.store_id, reservationId, body.hold_seconds))
 
 
@@ -64,7 +64,7 @@ def extend_reservation(reservationId: ReservationId, body: Annotated[ExtendIn, B
     "/reservations/<reservationId>/confirm", summary="Payment succeeded", tags=["reservations"], responses=ERRORS
 )
 def confirm_reservation(reservationId: ReservationId, body: Annotated[ConfirmIn, Body()]) -> Response[ReservationOut]:
-    who = caller(router)
+    who = caller(router.current_event)
     key = idempotency_key(router.current_event.raw_event)
     return _out(services().reservations.confirm(who.store_id, reservationId, body.order_id, key))
 
@@ -73,6 +73,6 @@ def confirm_reservation(reservationId: ReservationId, body: Annotated[ConfirmIn,
     "/reservations/<reservationId>/release", summary="Cancel, payment failure or manual", tags=["reservations"]
 )
 def release_reservation(reservationId: ReservationId, body: Annotated[ReleaseIn, Body()]) -> Response[ReservationOut]:
-    who = caller(router)
+    who = caller(router.current_event)
     key = idempotency_key(router.current_event.raw_event)
     return _out(services().reservations.release(who.store_id, reservationId, body.reason, key))

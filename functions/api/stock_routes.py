@@ -36,7 +36,7 @@ def _out(level: object) -> StockOut:
 
 @router.put("/stock/<sku>", summary="Set a SKU's physical stock (admin)", tags=["stock"], responses=ERRORS)
 def put_stock(sku: SkuPath, body: Annotated[StockIn, Body()]) -> Response[StockOut]:
-    who = caller(router, admin=True)
+    who = caller(router.current_event, admin=True)
     level = services().stock.set(
         who.store_id, sku, on_hand=body.on_hand, low_stock_threshold=body.low_stock_threshold, unlimited=body.unlimited
     )
@@ -46,7 +46,7 @@ def put_stock(sku: SkuPath, body: Annotated[StockIn, Body()]) -> Response[StockO
 
 @router.post("/stock/<sku>/adjustments", summary="Receive or write off units (admin)", tags=["stock"], responses=ERRORS)
 def adjust_stock(sku: SkuPath, body: Annotated[AdjustmentIn, Body()]) -> Response[StockOut]:
-    who = caller(router, admin=True)
+    who = caller(router.current_event, admin=True)
     level = services().stock.adjust(who.store_id, sku, body.delta, idempotency_key(router.current_event.raw_event))
     logger.info("stock adjusted", sku=sku, delta=body.delta, reason=body.reason)
     return Response(200, "application/json", _out(level))
@@ -54,13 +54,13 @@ def adjust_stock(sku: SkuPath, body: Annotated[AdjustmentIn, Body()]) -> Respons
 
 @router.get("/stock/<sku>", summary="One SKU's stock", tags=["stock"], responses=ERRORS)
 def get_stock(sku: SkuPath) -> Response[StockOut]:
-    who = caller(router)
+    who = caller(router.current_event)
     return Response(200, "application/json", _out(services().stock.get(who.store_id, sku)))
 
 
 @router.get("/stock", summary="Several SKUs' stock", tags=["stock"], responses=ERRORS)
 def list_stock(skus: Annotated[str, Query(description="Comma-separated SKUs, at most 100")]) -> Response[StockListOut]:
-    who = caller(router)
+    who = caller(router.current_event)
     wanted = [s.strip() for s in skus.split(",") if s.strip()]
     if not 1 <= len(wanted) <= 100:
         raise ValidationFailed("skus lists 1 to 100 SKUs", {"fields": [{"field": "skus"}]})
@@ -75,6 +75,6 @@ def list_stock(skus: Annotated[str, Query(description="Comma-separated SKUs, at 
     "/stock/validate", summary="Could these lines be held now? Holds nothing", tags=["stock"], responses=ERRORS
 )
 def validate_stock(body: Annotated[ValidateIn, Body()]) -> Response[ValidateOut]:
-    who = caller(router)
+    who = caller(router.current_event)
     checks = services().stock.validate(who.store_id, [Line(sku=x.sku, quantity=x.quantity) for x in body.items])
     return Response(200, "application/json", ValidateOut(items=[LineCheckOut.of(c) for c in checks]))
