@@ -129,9 +129,16 @@ def precheck(event: dict[str, Any]) -> dict[str, Any] | None:
             {"limit": MAX_BODY_BYTES},
         )
     try:
-        raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return _raw_error(400, "VALIDATION_ERROR", "body must be UTF-8 JSON", {"fields": [{"field": "body"}]})
+    try:
+        parsed = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return None  # the resolver reports malformed JSON with its position
+    if not isinstance(parsed, dict):
+        # Powertools would otherwise take the first element of a JSON array as the body.
+        return _raw_error(400, "VALIDATION_ERROR", "body must be a JSON object", {"fields": [{"field": "body"}]})
     return None
 
 
