@@ -7,7 +7,6 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -155,9 +154,16 @@ def _mark_replayed(response: Any, _record: DataRecord) -> Any:
     return response
 
 
-@lru_cache(maxsize=1)
+_RUNNER: dict[str, Any] = {}
+
+
 def _idempotent_runner() -> Any:
-    settings = services().settings
+    """Built once per container (per Services: tests swap them) around the Powertools persistence layer."""
+    current = services()
+    cached = _RUNNER.get("for")
+    if cached is current:
+        return _RUNNER["runner"]
+    settings = current.settings
     config = IdempotencyConfig(
         event_key_jmespath="[storeId, key]",
         payload_validation_jmespath="[method, path, body]",
@@ -174,6 +180,7 @@ def _idempotent_runner() -> Any:
             raise _ServerError(response)
         return response
 
+    _RUNNER.update({"for": current, "runner": (config, run)})
     return config, run
 
 
