@@ -133,6 +133,8 @@ def precheck(event: dict[str, Any]) -> dict[str, Any] | None:
         return _raw_error(400, "VALIDATION_ERROR", "body must be UTF-8 JSON", {"fields": [{"field": "body"}]})
     try:
         parsed = json.loads(text) if text.strip() else {}
+    except RecursionError:
+        return _raw_error(400, "VALIDATION_ERROR", "body is nested too deeply", {"fields": [{"field": "body"}]})
     except ValueError:
         return None  # the resolver reports malformed JSON with its position
     if not isinstance(parsed, dict):
@@ -165,7 +167,7 @@ def _idempotent_runner() -> Any:
         return _RUNNER["runner"]
     settings = current.settings
     config = IdempotencyConfig(
-        event_key_jmespath="[storeId, key]",
+        event_key_jmespath="[storeId, role, key]",
         payload_validation_jmespath="[method, path, body]",
         expires_after_seconds=settings.IDEMPOTENCY_TTL_SECONDS,
         raise_on_no_idempotency_key=True,
@@ -187,7 +189,8 @@ def _idempotent_runner() -> Any:
 def idempotent_resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Resolve the request; a mutating one with an Idempotency-Key runs at most once per store and key."""
     key = idempotency_key(event)
-    store_id = ((event.get("requestContext") or {}).get("authorizer") or {}).get("storeId")
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    store_id = authorizer.get("storeId")
     if key is None or not store_id or event.get("httpMethod") not in MUTATING:
         result: dict[str, Any] = app.resolve(event, context)
         return result
@@ -207,6 +210,7 @@ def idempotent_resolve(app: APIGatewayRestResolver, event: dict[str, Any], conte
     config.register_lambda_context(context)
     request = {
         "storeId": store_id,
+        "role": authorizer.get("role"),  # a key replays only to the role that made it (403s differ)
         "key": key,
         "method": event.get("httpMethod"),
         "path": event.get("path"),

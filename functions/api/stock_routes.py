@@ -63,10 +63,10 @@ def list_stock(skus: Annotated[str, Query(description="Comma-separated SKUs, at 
     who = caller(router.current_event)
     wanted = [s.strip() for s in skus.split(",") if s.strip()]
     if not 1 <= len(wanted) <= 100:
-        raise ValidationFailed("skus lists 1 to 100 SKUs", {"fields": [{"field": "skus"}]})
+        raise ValidationFailed("skus lists 1 to 100 SKUs", {"fields": [{"field": "query.skus"}]})
     bad = [s for s in wanted if not _SKU.match(s)]
     if bad:
-        raise ValidationFailed(f"not a valid SKU: {', '.join(bad)}", {"fields": [{"field": "skus", "values": bad}]})
+        raise ValidationFailed(f"not a valid SKU: {', '.join(bad)}", {"fields": [{"field": "query.skus", "values": bad}]})
     found, missing = services().stock.get_many(who.store_id, wanted)
     return Response(200, "application/json", StockListOut(items=[_out(x) for x in found], missing=missing))
 

@@ -1,0 +1,388 @@
+"""Bad input: every request API.md says must be refused is refused with a 4xx in the
+error shape, names the bad field where there is one, and changes nothing.
+
+Each case runs against a store with two stocked SKUs and one active reservation, and
+compares the whole Stock body (except ``updatedAt``) and the reservation before and after.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from stockhold import service
+from tests.helpers import ApiClient, ApiResponse
+
+SKUS = ("A-1", "B-2")
+ON_HAND = {"A-1": 10, "B-2": 5}
+HELD = {"A-1": 2, "B-2": 1}
+NO_BODY = object()
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def assert_error(resp: ApiResponse, status: int, code: str) -> dict[str, Any]:
+    """The API.md error shape, exactly: {"error": {"code", "message", "details"}}."""
+    assert resp.status == status, (resp.status, resp.body)
+    assert isinstance(resp.body, dict) and set(resp.body) == {"error"}, resp.body
+    err = resp.body["error"]
+    assert set(err) == {"code", "message", "details"}, err
+    assert err["code"] == code, err
+    assert isinstance(err["message"], str) and err["message"], err
+    assert isinstance(err["details"], dict), err
+    return err
+
+
+def field_names(err: dict[str, Any]) -> list[str]:
+    return [f.get("field") for f in err["details"].get("fields", [])]
+
+
+def names_field(err: dict[str, Any], name: str) -> bool:
+    """details.fields names ``name`` (path and query parameters may carry a ``path.``/``query.`` prefix)."""
+    names = field_names(err)
+    return name in names or any(n in (f"path.{name}", f"query.{name}") for n in names)
+
+
+def stock_view(client: ApiClient, skus: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
+    """The whole Stock body of each SKU, minus updatedAt (None when the SKU has no record)."""
+    out: dict[str, Any] = {}
+    for sku in skus:
+        resp = client.get(f"/stock/{sku}")
+        if resp.status == 404:
+            out[sku] = None
+            continue
+        assert resp.status == 200, resp.body
+        out[sku] = {k: v for k, v in resp.body.items() if k != "updatedAt"}
+    return out
+
+
+def assert_invariant(view: dict[str, dict[str, Any] | None]) -> None:
+    for sku, s in view.items():
+        if s is None:
+            continue
+        assert min(s["onHand"], s["reserved"], s["allocated"], s["available"]) >= 0, (sku, s)
+        assert s["available"] + s["reserved"] + s["allocated"] == s["onHand"], (sku, s)
+
+
+def line(sku: str = "A-1", quantity: Any = 1) -> dict[str, Any]:
+    return {"sku": sku, "quantity": quantity}
+
+
+def cart(**overrides: Any) -> dict[str, Any]:
+    """A valid reservation body for a cart other than the fixture's: accepted, it would hold A-1."""
+    body: dict[str, Any] = {"cartId": "cart-2", "items": [line()]}
+    body.update(overrides)
+    return body
+
+
+@dataclass
+class World:
+    api: ApiClient
+    admin: ApiClient
+    rid: str
+
+    def snapshot(self) -> tuple[dict[str, Any], Any]:
+        res = self.api.get(f"/reservations/{self.rid}")
+        assert res.status == 200, res.body
+        return stock_view(self.admin, SKUS), res.body
+
+
+@pytest.fixture
+def world(api: ApiClient, admin: ApiClient) -> World:
+    for sku, n in ON_HAND.items():
+        assert admin.put(f"/stock/{sku}", {"onHand": n}).status == 200
+    made = api.post("/reservations", {"cartId": "cart-1", "items": [line(s, q) for s, q in HELD.items()]})
+    assert made.status == 201, made.body
+    w = World(api, admin, made.body["reservationId"])
+    view, _ = w.snapshot()
+    assert {s: (v["reserved"], v["available"]) for s, v in view.items()} == {"A-1": (2, 8), "B-2": (1, 4)}
+    return w
+
+
+# --- the cases ---------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    id: str
+    method: str
+    path: str
+    body: Any = NO_BODY
+    raw: str | bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] | None = None
+    status: int = 400
+    code: str = "VALIDATION_ERROR"
+    fields: tuple[str, ...] = ()  # each must be named in details.fields
+    role: str = "storefront"
+    xfail: str | None = None  # a known product bug: the reason, with the symptom
+    raises: type[BaseException] | None = None  # what the bug raises, if it raises
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} -> {self.status} {self.code}"
+
+
+RES = "/reservations"
+EXTEND = "/reservations/{rid}/extend"
+CONFIRM = "/reservations/{rid}/confirm"
+RELEASE = "/reservations/{rid}/release"
+Q = "items[0].quantity"
+MANY = [f"X-{i:03d}" for i in range(200)]
+
+CASES = [
+    # quantities
+    Case("quantity-zero", "POST", RES, cart(items=[line(quantity=0)]), fields=(Q,)),
+    Case("quantity-negative", "POST", RES, cart(items=[line(quantity=-1)]), fields=(Q,)),
+    Case("quantity-fractional-2.5", "POST", RES, cart(items=[line(quantity=2.5)]), fields=(Q,)),
+    Case("quantity-float-2.0", "POST", RES, cart(items=[line(quantity=2.0)]), fields=(Q,)),
+    Case("quantity-string-'2'", "POST", RES, cart(items=[line(quantity="2")]), fields=(Q,)),
+    Case("quantity-boolean-true", "POST", RES, cart(items=[line(quantity=True)]), fields=(Q,)),
+    Case("quantity-null", "POST", RES, cart(items=[line(quantity=None)]), fields=(Q,)),
+    Case("quantity-missing", "POST", RES, cart(items=[{"sku": "A-1"}]), fields=(Q,)),
+    Case("quantity-huge-10**12", "POST", RES, cart(items=[line(quantity=10**12)]), fields=(Q,)),
+    Case("quantity-bad-on-2nd-line", "POST", RES, cart(items=[line(), line("B-2", 0)]), fields=("items[1].quantity",)),
+    # lines
+    Case("items-empty", "POST", RES, cart(items=[]), fields=("items",)),
+    Case("items-missing", "POST", RES, {"cartId": "cart-2"}, fields=("items",)),
+    Case("items-not-a-list", "POST", RES, cart(items=line()), fields=("items",)),
+    Case(
+        "items-97-lines",
+        "POST",
+        RES,
+        cart(items=[line("A-1"), line("B-2"), *(line(s) for s in MANY[: service.MAX_LINES - 1])]),
+        fields=("items",),
+    ),
+    Case("items-duplicate-sku", "POST", RES, cart(items=[line(), line("B-2"), line()]), fields=("items",)),
+    Case("sku-invalid-in-line", "POST", RES, cart(items=[line("A 1")]), fields=("items[0].sku",)),
+    Case("sku-with-hash-in-line", "POST", RES, cart(items=[line("A#1")]), fields=("items[0].sku",)),
+    # unknown fields
+    Case("unknown-top-level-field", "POST", RES, cart(coupon="X"), fields=("coupon",)),
+    Case("typo-quantiy-in-line", "POST", RES, cart(items=[{"sku": "A-1", "quantiy": 1}]), fields=("items[0].quantiy",)),
+    Case("snake-case-hold_seconds", "POST", RES, cart(hold_seconds=120), fields=("hold_seconds",)),
+    # bodies
+    Case("malformed-json", "POST", RES, raw='{"cartId": "cart-2", "items": [', fields=("body",)),
+    Case(
+        "json-list-of-one-cart",
+        "POST",
+        RES,
+        raw=json.dumps([cart()]),
+        fields=("body",),
+    ),
+    Case("json-list-empty", "POST", RES, raw="[]", fields=("body",)),
+    Case(
+        "json-nested-20000-deep",
+        "POST",
+        RES,
+        raw='{"cartId": "cart-2", "items": ' + "[" * 20_000 + "]" * 20_000 + "}",
+        fields=("body",),
+    ),
+    Case(
+        "json-nested-20000-deep-with-Idempotency-Key",
+        "POST",
+        RES,
+        raw='{"cartId": "cart-2", "items": ' + "[" * 20_000 + "]" * 20_000 + "}",
+        headers={"Idempotency-Key": "k-deep"},
+        fields=("body",),
+    ),
+    Case(
+        "body-lone-surrogate-not-utf8",
+        "POST",
+        RES,
+        raw=json.dumps(cart())[:-1] + ', "customerId": "\ud800"}',
+        fields=("body",),
+    ),
+    Case(
+        "customerId-json-escaped-lone-surrogate",
+        "POST",
+        RES,
+        raw=json.dumps(cart())[:-1] + ', "customerId": "\\ud800"}',
+        fields=("customerId",),
+    ),
+    Case("json-number", "POST", RES, raw="5", fields=("body",)),
+    Case("json-string", "POST", RES, raw=json.dumps("cart-2"), fields=("body",)),
+    Case("json-null", "POST", RES, raw="null"),
+    Case("body-missing", "POST", RES),
+    Case("body-over-64KiB", "POST", RES, cart(customerId="x" * 70_000), status=413, code="PAYLOAD_TOO_LARGE"),
+    Case(
+        "body-over-64KiB-in-bytes-not-chars",
+        "POST",
+        RES,
+        raw=json.dumps(cart(customerId="é" * 40_000), ensure_ascii=False),
+        status=413,
+        code="PAYLOAD_TOO_LARGE",
+    ),
+    Case("body-binary-not-utf8", "POST", RES, raw=b"\xff\xfe\x00{\x80\x81", fields=("body",)),
+    Case("content-type-text-plain", "POST", RES, cart(), headers={"Content-Type": "text/plain"}),
+    Case(
+        "content-type-form",
+        "POST",
+        RES,
+        raw="cartId=cart-2&items=A-1",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    Case("idempotency-key-over-255-chars", "POST", RES, cart(), headers={"Idempotency-Key": "k" * 256}),
+    # hold time
+    Case("holdSeconds-59-below-min", "POST", RES, cart(holdSeconds=59), fields=("holdSeconds",)),
+    Case("holdSeconds-1801-above-max", "POST", RES, cart(holdSeconds=1801), fields=("holdSeconds",)),
+    Case("holdSeconds-zero", "POST", RES, cart(holdSeconds=0), fields=("holdSeconds",)),
+    Case("holdSeconds-string", "POST", RES, cart(holdSeconds="900"), fields=("holdSeconds",)),
+    Case("holdSeconds-float", "POST", RES, cart(holdSeconds=900.0), fields=("holdSeconds",)),
+    Case("replace-string", "POST", RES, cart(replace="true"), fields=("replace",)),
+    # ids
+    Case("cartId-empty", "POST", RES, cart(cartId=""), fields=("cartId",)),
+    Case("cartId-129-chars", "POST", RES, cart(cartId="c" * 129), fields=("cartId",)),
+    Case("cartId-with-space", "POST", RES, cart(cartId="cart 2"), fields=("cartId",)),
+    Case("cartId-missing", "POST", RES, {"items": [line()]}, fields=("cartId",)),
+    Case("cartId-number", "POST", RES, cart(cartId=2), fields=("cartId",)),
+    Case("customerId-with-space", "POST", RES, cart(customerId="u 9"), fields=("customerId",)),
+    # SKU in the path
+    Case("get-stock-sku-with-space", "GET", "/stock/A%201", fields=("sku",)),
+    Case("get-stock-sku-with-hash", "GET", "/stock/A%231", fields=("sku",)),
+    Case("get-stock-sku-101-chars", "GET", "/stock/" + "A" * 101, fields=("sku",)),
+    Case("put-stock-sku-with-space", "PUT", "/stock/A%201", {"onHand": 3}, fields=("sku",), role="admin"),
+    Case(
+        "adjust-sku-with-hash",
+        "POST",
+        "/stock/A%231/adjustments",
+        {"delta": 1, "reason": "r"},
+        fields=("sku",),
+        role="admin",
+    ),
+    # GET /stock?skus=
+    Case("list-stock-101-skus", "GET", "/stock", query={"skus": ",".join(MANY[:101])}, fields=("skus",)),
+    Case("list-stock-empty-skus", "GET", "/stock", query={"skus": ""}, fields=("skus",)),
+    Case("list-stock-only-commas", "GET", "/stock", query={"skus": " , ,"}, fields=("skus",)),
+    Case("list-stock-no-skus-param", "GET", "/stock", fields=("skus",)),
+    Case("list-stock-invalid-sku", "GET", "/stock", query={"skus": "A-1,bad sku"}, fields=("skus",)),
+    # PUT /stock
+    Case("put-stock-onHand-negative", "PUT", "/stock/A-1", {"onHand": -1}, fields=("onHand",), role="admin"),
+    Case("put-stock-onHand-fractional", "PUT", "/stock/A-1", {"onHand": 2.5}, fields=("onHand",), role="admin"),
+    Case("put-stock-onHand-string", "PUT", "/stock/A-1", {"onHand": "7"}, fields=("onHand",), role="admin"),
+    Case("put-stock-onHand-missing", "PUT", "/stock/A-1", {"unlimited": True}, fields=("onHand",), role="admin"),
+    Case("put-stock-unknown-field", "PUT", "/stock/A-1", {"onHand": 7, "onhand": 7}, fields=("onhand",), role="admin"),
+    Case("put-stock-malformed-json", "PUT", "/stock/A-1", raw='{"onHand": ', fields=("body",), role="admin"),
+    Case("put-stock-new-sku-negative", "PUT", "/stock/N-1", {"onHand": -5}, fields=("onHand",), role="admin"),
+    # adjustments
+    Case(
+        "adjust-delta-zero",
+        "POST",
+        "/stock/A-1/adjustments",
+        {"delta": 0, "reason": "r"},
+        fields=("delta",),
+        role="admin",
+    ),
+    Case(
+        "adjust-delta-fractional",
+        "POST",
+        "/stock/A-1/adjustments",
+        {"delta": 1.5, "reason": "r"},
+        fields=("delta",),
+        role="admin",
+    ),
+    Case("adjust-reason-missing", "POST", "/stock/A-1/adjustments", {"delta": 2}, fields=("reason",), role="admin"),
+    Case(
+        "adjust-reason-empty",
+        "POST",
+        "/stock/A-1/adjustments",
+        {"delta": 2, "reason": ""},
+        fields=("reason",),
+        role="admin",
+    ),
+    # release / confirm / extend
+    Case("release-unknown-reason", "POST", RELEASE, {"reason": "bored"}, fields=("reason",)),
+    Case("release-reason-replaced-is-internal", "POST", RELEASE, {"reason": "replaced"}, fields=("reason",)),
+    Case("release-no-body", "POST", RELEASE),
+    Case("confirm-without-orderId", "POST", CONFIRM, {}, fields=("orderId",)),
+    Case("confirm-orderId-with-space", "POST", CONFIRM, {"orderId": "o 1"}, fields=("orderId",)),
+    Case("confirm-unknown-field", "POST", CONFIRM, {"orderId": "o-1", "amount": 5}, fields=("amount",)),
+    Case("extend-holdSeconds-59", "POST", EXTEND, {"holdSeconds": 59}, fields=("holdSeconds",)),
+    Case("extend-holdSeconds-1801", "POST", EXTEND, {"holdSeconds": 1801}, fields=("holdSeconds",)),
+    Case("extend-holdSeconds-string", "POST", EXTEND, {"holdSeconds": "300"}, fields=("holdSeconds",)),
+    # validate holds nothing, but must refuse the same carts
+    Case("validate-quantity-zero", "POST", "/stock/validate", {"items": [line(quantity=0)]}, fields=(Q,)),
+    Case("validate-duplicate-sku", "POST", "/stock/validate", {"items": [line(), line()]}, fields=("items",)),
+]
+
+
+PARAMS = [
+    pytest.param(
+        c, id=c.label, marks=[pytest.mark.xfail(strict=True, reason=c.xfail, raises=c.raises)] if c.xfail else []
+    )
+    for c in CASES
+]
+
+
+@pytest.mark.parametrize("case", PARAMS)
+def test_bad_input_is_refused_and_changes_nothing(world: World, case: Case) -> None:
+    before_stock, before_res = world.snapshot()
+    client = world.admin if case.role == "admin" else world.api
+    kw: dict[str, Any] = {"headers": case.headers, "query": case.query}
+    if case.raw is not None:
+        kw["raw"] = case.raw
+    body = None if case.body is NO_BODY else case.body
+
+    resp = client.call(case.method, case.path.format(rid=world.rid), body, **kw)
+
+    err = assert_error(resp, case.status, case.code)
+    for name in case.fields:
+        assert names_field(err, name), (name, err)
+    after_stock, after_res = world.snapshot()
+    assert after_stock == before_stock
+    assert after_res == before_res
+    assert_invariant(after_stock)
+    # No reservation was made for the other cart either.
+    assert world.api.get("/carts/cart-2/reservation").status == 404
+
+
+def test_payload_too_large_details_give_the_limit(world: World) -> None:
+    resp = world.api.post(RES, cart(customerId="x" * 70_000))
+    err = assert_error(resp, 413, "PAYLOAD_TOO_LARGE")
+    assert err["details"] == {"limit": 64 * 1024}
+
+
+def test_body_of_exactly_64KiB_is_not_too_large(world: World) -> None:
+    """The limit is 'over 64 KiB': a body of exactly 65536 bytes reaches validation (customerId too long)."""
+    base = json.dumps(cart(customerId=""))
+    raw = json.dumps(cart(customerId="x" * (64 * 1024 - len(base))))
+    assert len(raw.encode()) == 64 * 1024
+    before = world.snapshot()
+    err = assert_error(world.api.post(RES, raw=raw), 400, "VALIDATION_ERROR")
+    assert "customerId" in field_names(err)
+    assert world.snapshot() == before
+
+
+def test_max_lines_is_96_and_a_full_cart_of_stocked_skus_is_held(api: ApiClient, admin: ApiClient) -> None:
+    """97 lines are refused even when every SKU is stocked; 96 is the transaction-bounded maximum and works."""
+    assert service.MAX_LINES == 96
+    skus = [f"L-{i:03d}" for i in range(service.MAX_LINES + 1)]
+    for sku in skus:
+        assert admin.put(f"/stock/{sku}", {"onHand": 3}).status == 200
+    listing = api.get("/stock", query={"skus": ",".join(skus)})
+    assert listing.status == 200 and listing.body["missing"] == []
+    before = {s["sku"]: {k: v for k, v in s.items() if k != "updatedAt"} for s in listing.body["items"]}
+
+    too_many = api.post(RES, {"cartId": "big", "items": [line(s, 1) for s in skus]})
+    err = assert_error(too_many, 400, "VALIDATION_ERROR")
+    assert "items" in field_names(err)
+    after = api.get("/stock", query={"skus": ",".join(skus)}).body["items"]
+    assert {s["sku"]: {k: v for k, v in s.items() if k != "updatedAt"} for s in after} == before
+
+    full = api.post(RES, {"cartId": "big", "items": [line(s, 2) for s in skus[: service.MAX_LINES]]})
+    assert full.status == 201, full.body
+    assert len(full.body["items"]) == service.MAX_LINES
+    after = {s["sku"]: s for s in api.get("/stock", query={"skus": ",".join(skus)}).body["items"]}
+    for sku in skus[: service.MAX_LINES]:
+        assert (after[sku]["reserved"], after[sku]["available"]) == (2, 1), after[sku]
+    assert (after[skus[-1]]["reserved"], after[skus[-1]]["available"]) == (0, 3)
+    assert_invariant(after)
+
+
+def test_validate_also_refuses_97_lines(world: World) -> None:
+    items = [line(s) for s in MANY[: service.MAX_LINES + 1]]
+    err = assert_error(world.api.post("/stock/validate", {"items": items}), 400, "VALIDATION_ERROR")
+    assert "items" in field_names(err)
