@@ -1,0 +1,1 @@
+"""Benchmarks of stockhold against DynamoDB Local (``make bench`` = ``python -m bench.run``)."""
