@@ -91,11 +91,6 @@ class Accounting:
     runs: list[list[CallRecord]]
 
     @property
-    def requests(self) -> tuple[int, int]:
-        counts = [len(run) for run in self.runs]
-        return min(counts), max(counts)
-
-    @property
     def operations(self) -> list[str]:
         return [c.operation + (f"({c.actions})" if c.actions > 1 else "") for c in self.runs[0]]
 

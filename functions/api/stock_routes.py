@@ -66,7 +66,9 @@ def list_stock(skus: Annotated[str, Query(description="Comma-separated SKUs, at 
         raise ValidationFailed("skus lists 1 to 100 SKUs", {"fields": [{"field": "query.skus"}]})
     bad = [s for s in wanted if not _SKU.match(s)]
     if bad:
-        raise ValidationFailed(f"not a valid SKU: {', '.join(bad)}", {"fields": [{"field": "query.skus", "values": bad}]})
+        raise ValidationFailed(
+            f"not a valid SKU: {', '.join(bad)}", {"fields": [{"field": "query.skus", "values": bad}]}
+        )
     found, missing = services().stock.get_many(who.store_id, wanted)
     return Response(200, "application/json", StockListOut(items=[_out(x) for x in found], missing=missing))
 
