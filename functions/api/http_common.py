@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -157,6 +158,9 @@ def _mark_replayed(response: Any, _record: DataRecord) -> Any:
 
 
 _RUNNER: dict[str, Any] = {}
+# The live objects of the request being made idempotent. Kept out of the hashed payload,
+# which Powertools deep-copies.
+_LIVE: ContextVar[tuple[APIGatewayRestResolver, dict[str, Any], LambdaContext]] = ContextVar("stockhold_live")
 
 
 def _idempotent_runner() -> Any:
@@ -177,7 +181,8 @@ def _idempotent_runner() -> Any:
 
     @idempotent_function(data_keyword_argument="request", persistence_store=layer, config=config)
     def run(request: dict[str, Any]) -> dict[str, Any]:
-        response: dict[str, Any] = request["_app"].resolve(request["_event"], request["_context"])
+        app, event, context = _LIVE.get()
+        response: dict[str, Any] = app.resolve(event, context)
         if response["statusCode"] >= 500:
             raise _ServerError(response)
         return response
@@ -216,8 +221,9 @@ def idempotent_resolve(app: APIGatewayRestResolver, event: dict[str, Any], conte
         "path": event.get("path"),
         "body": body,
     }
+    token = _LIVE.set((app, event, context))
     try:
-        response: dict[str, Any] = run(request=_Request(request, app=app, event=event, context=context))
+        response: dict[str, Any] = run(request=request)
         return response
     except _ServerError as failed:
         return failed.response
@@ -228,13 +234,5 @@ def idempotent_resolve(app: APIGatewayRestResolver, event: dict[str, Any], conte
         return _raw_error(
             409, "IDEMPOTENCY_KEY_IN_USE", "a request with this Idempotency-Key is still running; retry shortly"
         )
-
-
-class _Request(dict[str, Any]):
-    """The hashed request plus the live objects the wrapped call needs (not hashed: not in the JMESPath)."""
-
-    def __init__(
-        self, data: dict[str, Any], *, app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaContext
-    ):
-        super().__init__(data)
-        self["_app"], self["_event"], self["_context"] = app, event, context
+    finally:
+        _LIVE.reset(token)
