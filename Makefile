@@ -16,9 +16,7 @@ help:
 	@echo "make build / make deploy - sam build / sam deploy --guided"
 
 run: setup
-	@echo "make run (the local stack on DynamoDB Local) is issue #3 and not built yet." >&2
-	@echo "Meanwhile: 'python -m tools.ddblocal run' starts DynamoDB Local; 'make test' runs everything." >&2
-	@exit 2
+	@$(PY) -m tools.local
 
 setup:
 	@scripts/bootstrap-python.sh

@@ -10,21 +10,8 @@ from types import ModuleType
 from typing import Any
 
 from tools import apigw
+from tools.local.context import LambdaContext
 from tools.template import ROOT
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "stockhold-test"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:stockhold-test"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-    log_group_name: str = "/aws/lambda/stockhold-test"
-    log_stream_name: str = "test"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 10_000
 
 
 def load_function(name: str) -> ModuleType:

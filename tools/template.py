@@ -6,6 +6,8 @@ about them is written twice.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +24,9 @@ def load() -> dict[str, Any]:
     template, matches = decode(str(TEMPLATE))
     if matches or template is None:
         raise RuntimeError(f"cannot read {TEMPLATE}: {matches}")
-    return dict(template)
+    # Plain dicts and strs (cfn-lint's node classes cannot be pickled to worker processes).
+    plain: dict[str, Any] = json.loads(json.dumps(template))
+    return plain
 
 
 def parameter_defaults() -> dict[str, str]:
@@ -112,3 +116,43 @@ def api_routes() -> list[tuple[str, str, str, bool]]:
             auth = props.get("Auth", {}).get("Authorizer") != "NONE"
             routes.append((props["Method"].upper(), props["Path"], fn.logical_id, auth))
     return routes
+
+
+def layer_dirs(function_logical_id: str) -> list[Path]:
+    """Code folders of the layers a function uses (Globals plus its own), in order."""
+    tpl = load()
+    props = tpl["Resources"][function_logical_id]["Properties"]
+    refs = list(tpl.get("Globals", {}).get("Function", {}).get("Layers", [])) + list(props.get("Layers", []))
+    layers = resources("AWS::Serverless::LayerVersion")
+    out = []
+    for ref in refs:
+        name = ref.get("Ref") if isinstance(ref, dict) else None
+        if name in layers:
+            out.append(ROOT / layers[name]["Properties"]["ContentUri"])
+    return out
+
+
+def resolve(value: Any, refs: dict[str, str]) -> Any:
+    """Resolve the intrinsic functions a local run needs: Ref, Sub, GetAtt, Join.
+
+    ``refs`` maps logical ids (parameters, resources) and pseudo parameters to values.
+    """
+    if isinstance(value, list):
+        return [resolve(v, refs) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((fn, arg),) = value.items()
+        if fn == "Ref":
+            return refs.get(arg, arg)
+        if fn == "Fn::GetAtt":
+            name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+            return refs.get(f"{name}.{attr}", f"arn:aws:local:us-east-1:000000000000:{name}")
+        if fn == "Fn::Sub":
+            text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], resolve(arg[1], refs))
+            names = {**refs, **extra}
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(names.get(m.group(1), m.group(0))), text)
+        if fn == "Fn::Join":
+            sep, parts = arg
+            return sep.join(str(p) for p in resolve(parts, refs))
+    return {k: resolve(v, refs) for k, v in value.items()}

@@ -114,6 +114,15 @@ def precheck(event: dict[str, Any]) -> dict[str, Any] | None:
     body = event.get("body")
     if body is None:
         return None
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    content_type = str(headers.get("content-type", "application/json")).split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        return _raw_error(
+            400,
+            "VALIDATION_ERROR",
+            f"send JSON with Content-Type: application/json (got {content_type or 'none'})",
+            {"fields": [{"field": "Content-Type"}]},
+        )
     if event.get("isBase64Encoded"):
         try:
             raw = base64.b64decode(body, validate=True)
