@@ -1,0 +1,168 @@
+"""The local stack's own machinery: stream event sources and shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tools.ddblocal import DynamoDBLocal, client_kwargs
+from tools.local.functions import FunctionPool
+from tools.local.stack import LocalStack, StackConfig
+from tools.local.streams import StreamSource
+from tools.template import ROOT
+
+pytestmark = pytest.mark.integration
+FILTER = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["wanted"]}}}}
+
+
+@pytest.fixture
+def stream_table(ddb_local: DynamoDBLocal) -> Iterator[tuple[object, str]]:
+    client = boto3.client("dynamodb", **client_kwargs(ddb_local.endpoint_url))  # type: ignore[call-overload]
+    name = f"runner-{uuid.uuid4().hex[:8]}"
+    client.create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    yield client, name
+    client.delete_table(TableName=name)
+
+
+def _source(ddb_local: DynamoDBLocal, table: str, record_file: Path, retries: int) -> tuple[StreamSource, FunctionPool]:
+    pool = FunctionPool(
+        "Recorder",
+        ROOT / "tests/fixtures/recorder",
+        "app.lambda_handler",
+        {"RECORDER_FILE": str(record_file), "PATH": os.environ.get("PATH", "")},
+        [],
+        concurrency=1,
+        timeout=10,
+    )
+    kwargs = client_kwargs(ddb_local.endpoint_url)
+    streams = boto3.client("dynamodbstreams", **kwargs)  # type: ignore[call-overload]
+    arn = boto3.client("dynamodb", **kwargs).describe_table(TableName=table)["Table"]["LatestStreamArn"]  # type: ignore[call-overload]
+    source = StreamSource(
+        function=pool,
+        streams_client=streams,
+        stream_arn=arn,
+        properties={
+            "BatchSize": 10,
+            "StartingPosition": "TRIM_HORIZON",
+            "MaximumRetryAttempts": retries,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "FilterCriteria": {"Filters": [{"Pattern": json.dumps(FILTER)}]},
+        },
+        poll_seconds=0.1,
+    )
+    return source, pool
+
+
+def _deliveries(path: Path) -> list[list[str]]:
+    return [json.loads(line)["ids"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_filters_batch_failures_and_retries_follow_lambda(
+    ddb_local: DynamoDBLocal, stream_table: tuple[object, str], tmp_path: Path
+) -> None:
+    client, table = stream_table
+    record_file = tmp_path / "deliveries.jsonl"
+    items = [
+        {"id": "u1", "kind": "unwanted"},
+        {"id": "w1", "kind": "wanted"},
+        {"id": "w2", "kind": "wanted", "fail": "once"},
+        {"id": "w3", "kind": "wanted"},
+        {"id": "u2", "kind": "unwanted", "fail": "always"},
+    ]
+    for item in items:
+        client.put_item(TableName=table, Item={k: {"S": v} for k, v in item.items()})  # type: ignore[attr-defined]
+    client.delete_item(TableName=table, Key={"id": {"S": "w1"}})  # type: ignore[attr-defined]  # a REMOVE: filtered out
+    source, pool = _source(ddb_local, table, record_file, retries=2)
+    source.start()
+    try:
+        _wait_for(lambda: len(_deliveries(record_file)) >= 2)
+        time.sleep(1.0)  # nothing more should arrive
+    finally:
+        source.stop()
+        pool.shutdown()
+    deliveries = _deliveries(record_file)
+    delivered = {rid for batch in deliveries for rid in batch}
+    assert not delivered & {"u1", "u2"}, "a record the filter rejects must never reach the function"
+    # w2 failed once: the retry starts from it (so w3 comes again), not from w1.
+    assert deliveries == [["w1", "w2", "w3"], ["w2", "w3"]]
+
+
+def test_a_record_that_keeps_failing_is_sent_to_the_on_failure_destination(
+    ddb_local: DynamoDBLocal, stream_table: tuple[object, str], tmp_path: Path
+) -> None:
+    client, table = stream_table
+    record_file = tmp_path / "deliveries.jsonl"
+    client.put_item(TableName=table, Item={"id": {"S": "bad"}, "kind": {"S": "wanted"}, "fail": {"S": "always"}})  # type: ignore[attr-defined]
+    source, pool = _source(ddb_local, table, record_file, retries=2)
+    source.start()
+    try:
+        _wait_for(lambda: len(source.discarded) == 1)
+    finally:
+        source.stop()
+        pool.shutdown()
+    assert _deliveries(record_file) == [["bad"]] * 3  # the first try and MaximumRetryAttempts=2 retries
+    assert source.discarded[0]["dynamodb"]["NewImage"]["id"]["S"] == "bad"
+
+
+def test_stopping_the_stack_leaves_no_dynamodb_local_behind() -> None:
+    stack = LocalStack(StackConfig(port=0, seed=False)).start()
+    assert stack.ddb is not None
+    pid = stack.ddb.pid
+    assert pid is not None and Path(f"/proc/{pid}").exists()
+    stack.stop()
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_sigterm_to_make_run_stops_everything_it_started() -> None:
+    env = {**os.environ, "STOCKHOLD_PORT": "0", "PYTHONPATH": f"{ROOT}/layers/stockhold:{ROOT}/functions/api:{ROOT}"}
+    env.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.local"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    banner = []
+    for line in proc.stdout:
+        banner.append(line)
+        if "Ctrl-C stops everything" in line:
+            break
+    text = "".join(banner)
+    assert "stockhold is running at http://127.0.0.1:" in text, text
+    ddb_port = text.split("DynamoDB Local: http://127.0.0.1:")[1].split()[0]
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "the stack runs worker and DynamoDB Local processes"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    left = subprocess.run(["pgrep", "-f", f"DynamoDBLocal.jar.*-port {ddb_port}"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", f"DynamoDB Local still running: {left.stdout}"
+    for child in children:
+        assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
