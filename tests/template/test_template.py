@@ -42,11 +42,14 @@ def _env_names_read(path: Path) -> set[str]:
     return set(re.findall(r"os\.(?:environ(?:\.get)?\(|environ\[|getenv\()\s*[\"']([A-Z0-9_]+)[\"']", text))
 
 
+FUNCTION_SPECIFIC = {"HOLD_TIMER_ARN": "TimerStarterFunction"}  # would be a cycle in Globals
+
+
 def test_every_setting_is_set_by_the_template_with_the_same_default() -> None:
-    env = FUNCTIONS["ApiFunction"].environment
     params = template.parameter_defaults()
     for name, field in Settings.model_fields.items():
-        assert name in env, f"{name} is a setting but template Globals do not set it"
+        env = FUNCTIONS[FUNCTION_SPECIFIC.get(name, "ApiFunction")].environment
+        assert name in env, f"{name} is a setting but the template does not set it"
         ref = env[name]
         if isinstance(ref, dict) and "Ref" in ref and ref["Ref"] in params:
             assert str(field.default) == params[ref["Ref"]], f"{name}: code default {field.default} != template"
@@ -54,7 +57,7 @@ def test_every_setting_is_set_by_the_template_with_the_same_default() -> None:
 
 def test_every_env_var_the_code_reads_is_set() -> None:
     code = list((ROOT / "layers/stockhold/stockhold").glob("*.py")) + list((ROOT / "functions").rglob("*.py"))
-    read = set().union(*(_env_names_read(p) for p in code))
+    read = set().union(*(_env_names_read(p) for p in code)) - set(FUNCTION_SPECIFIC)
     for spec in FUNCTIONS.values():
         missing = read - set(spec.environment)
         assert not missing, f"{spec.logical_id} lacks {missing}"

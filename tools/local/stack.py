@@ -68,7 +68,7 @@ class LocalStack:
     def url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     # ------------------------------------------------------------------ start
 
@@ -99,7 +99,7 @@ class LocalStack:
         self.endpoint = self.ddb.endpoint_url
 
     def _client(self, service: str) -> Any:
-        return boto3.client(service, **client_kwargs(self.endpoint))  # type: ignore[call-overload]
+        return boto3.client(service, **client_kwargs(self.endpoint))
 
     def _create_tables(self) -> None:
         client = self._client("dynamodb")

@@ -72,7 +72,7 @@ class StreamSource:
         self._thread.join(timeout=5)
 
     def matches(self, record: dict[str, Any]) -> bool:
-        return not self._patterns or any(p.matches_event(record) for p in self._patterns)
+        return not self._patterns or any(p.matches_event(record) for p in self._patterns)  # type: ignore[arg-type]
 
     def _run(self) -> None:
         iterators: dict[str, str | None] = {}

@@ -104,3 +104,12 @@ def rfc3339(epoch_ms: int) -> str:
     """Epoch milliseconds as RFC 3339 UTC with millisecond precision, e.g. 2026-01-02T03:04:05.678Z."""
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def timer_deadline(epoch_ms: int) -> str:
+    """A deadline for a Step Functions Wait state: RFC 3339 rounded *up* to the whole second.
+
+    Wait states work in whole seconds (moto truncates fractions), so waking at the
+    truncated time would find the hold not yet due and loop."""
+    seconds = -(-epoch_ms // 1000)
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from stockhold.reconcile import Reconciler
 from stockhold.service import ReservationService, StockService
 from stockhold.settings import Settings, get_settings
 from stockhold.store import DynamoStore
@@ -33,6 +34,11 @@ def dynamodb_client() -> Any:
     return boto3.client("dynamodb", config=_CLIENT_CONFIG)
 
 
+@lru_cache(maxsize=1)
+def stepfunctions_client() -> Any:
+    return boto3.client("stepfunctions", config=_CLIENT_CONFIG)
+
+
 @dataclass(frozen=True)
 class Services:
     settings: Settings
@@ -40,18 +46,21 @@ class Services:
     stock: StockService
     reservations: ReservationService
     tenancy: Tenancy
+    reconciler: Reconciler
 
 
 @lru_cache(maxsize=1)
 def services() -> Services:
     settings = get_settings()
     store = DynamoStore(dynamodb_client(), settings.TABLE_NAME)
+    reservations = ReservationService(store, settings)
     return Services(
         settings=settings,
         store=store,
         stock=StockService(store, settings),
-        reservations=ReservationService(store, settings),
+        reservations=reservations,
         tenancy=Tenancy(store),
+        reconciler=Reconciler(store, reservations, settings),
     )
 
 
@@ -59,4 +68,5 @@ def reset() -> None:
     """Forget the cached client, settings and services (tests change the environment)."""
     services.cache_clear()
     dynamodb_client.cache_clear()
+    stepfunctions_client.cache_clear()
     get_settings.cache_clear()

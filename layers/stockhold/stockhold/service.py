@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from stockhold.errors import (
     CartAlreadyReserved,
     ExtensionLimitReached,
@@ -30,7 +32,7 @@ from stockhold.errors import (
     ValidationFailed,
 )
 from stockhold.models import HeldLine, Line, Reservation, ReservationStatus, StockLevel, rfc3339
-from stockhold.observability import count, logger
+from stockhold.observability import count, logger, metrics
 from stockhold.settings import Settings
 from stockhold.store import (
     MAX_TRANSACTION_ACTIONS,
@@ -268,6 +270,7 @@ class ReservationService:
         rid = derived_id("res_", store_id, idempotency_key) if idempotency_key else new_id("res_")
         token = request_token(store_id, idempotency_key, "reserve") if idempotency_key else None
         unlimited: set[str] = set()
+        freed_dead_holds = False
         replacing = self._active_holder(store_id, cart_id) if replace else None
 
         for _ in range(_RETRIES):
@@ -317,9 +320,17 @@ class ReservationService:
                 if why.cart_holder is not None:
                     if why.cart_holder_expires_at is not None and why.cart_holder_expires_at <= now:
                         # The cart's hold is past its deadline: end it now rather than block the shopper.
-                        if self.expire(store_id, why.cart_holder, ExpirePath.REQUEST).reason != "not_due":
+                        outcome = self.expire(store_id, why.cart_holder, ExpirePath.REQUEST)
+                        if outcome.reason in ("already_ended", "not_found"):
+                            self._store.clear_cart_slot(store_id, cart_id, why.cart_holder)
+                        if outcome.reason != "not_due":
                             continue
                     raise CartAlreadyReserved(cart_id, why.cart_holder) from None
+                if not freed_dead_holds:
+                    freed_dead_holds = True
+                    short_skus = set(why.short) | set(why.unknown_skus)
+                    if self._end_dead_holds(store_id, short_skus, now):
+                        continue  # units came back: try once more within this request
                 count("ReservationsRefused")
                 raise InsufficientStock(self._short_lines(lines, why, replacing)) from None
             count("ReservationsCreated")
@@ -328,6 +339,17 @@ class ReservationService:
             logger.info("reservation created", reservation_id=rid, lines=len(lines), hold_seconds=hold)
             return res
         raise TooBusy("the cart or its stock kept changing; retry shortly")
+
+    def _end_dead_holds(self, store_id: str, skus: set[str], now: int) -> bool:
+        """End holds past their deadline that hold any of ``skus``; True if any ended.
+
+        Only on the refusal path: one query per index shard for holds already due."""
+        ended = False
+        for item in self._store.overdue_holds(now):
+            if item.get("storeId") != store_id or not skus & {x["sku"] for x in item.get("lines", []) if x["held"]}:
+                continue
+            ended |= self.expire(store_id, item["reservationId"], ExpirePath.REQUEST).expired
+        return ended
 
     def _hold_seconds(self, requested: int | None) -> int:
         s = self._settings
@@ -462,6 +484,7 @@ class ReservationService:
                 continue
             count("ReservationsExpired")
             count(f"ReservationsExpiredBy{path.value.capitalize()}")
+            metrics.add_metric(name="ExpiryLag", unit=MetricUnit.Milliseconds, value=now - res.expires_at)
             logger.info(
                 "reservation expired",
                 reservation_id=reservation_id,
@@ -470,6 +493,24 @@ class ReservationService:
             )
             return ExpireOutcome(True, done, "expired")
         raise TooBusy(f"reservation {reservation_id} kept changing; retry shortly")
+
+    def restore_after_ttl(self, res: Reservation) -> bool:
+        """The TTL backstop: DynamoDB deleted ``res`` (its last image) while it was ACTIVE.
+
+        Returns its units and leaves an EXPIRED record, once however often it is delivered."""
+        now = self._clock()
+        moves = [StockMove(x.sku, reserved=-x.quantity, available=x.quantity) for x in res.held_lines]
+        restored = self._store.restore_as_expired(
+            res, moves=moves, now_ms=now, purge_at=self._ended_purge_at(now), path=ExpirePath.TTL.value
+        )
+        if restored:
+            count("ReservationsExpired")
+            count("ReservationsExpiredByTtl")
+            metrics.add_metric(name="ExpiryLag", unit=MetricUnit.Milliseconds, value=now - res.expires_at)
+            logger.warning(
+                "hold returned by the TTL backstop", reservation_id=res.reservation_id, lag_ms=now - res.expires_at
+            )
+        return restored
 
     def _end(
         self,

@@ -26,6 +26,10 @@ class Settings(BaseModel):
     LOW_STOCK_THRESHOLD: int = Field(default=5, ge=0)
     HISTORY_RETENTION_DAYS: int = Field(default=30, ge=1)
     IDEMPOTENCY_TTL_SECONDS: int = Field(default=86400, ge=60)
+    SWEEP_GRACE_SECONDS: int = Field(default=30, ge=0)
+    RECONCILE_QUIET_SECONDS: int = Field(default=300, ge=0)
+    HOLD_TIMER_ARN: str = ""
+    MAX_TIMER_LOOPS: int = Field(default=10, ge=1)
 
     @model_validator(mode="after")
     def _hold_bounds(self) -> Settings:

@@ -9,6 +9,7 @@ jittered, bounded backoff.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,10 @@ from stockhold.errors import TooBusy
 from stockhold.models import HeldLine, Reservation, ReservationStatus, StockLevel
 
 DEFAULT_LOCATION = "_"
+# The sparse "Sweep" index: active holds by deadline, and stock items, spread over
+# shards so no index partition runs hot. Reconciliation reads it; requests never do.
+SWEEP_INDEX = "Sweep"
+SWEEP_SHARDS = 4
 # A transaction holds at most 100 actions (DynamoDB's limit); see docs/decisions.md.
 MAX_TRANSACTION_ACTIONS = 100
 
@@ -45,6 +50,18 @@ def reservation_key(store_id: str, reservation_id: str) -> dict[str, str]:
 
 def cart_key(store_id: str, cart_id: str) -> dict[str, str]:
     return {"pk": f"STORE#{store_id}#CART#{cart_id}", "sk": "HOLD"}
+
+
+def _shard(value: str) -> int:
+    return int(hashlib.sha256(value.encode()).hexdigest()[:8], 16) % SWEEP_SHARDS
+
+
+def hold_sweep_keys(reservation_id: str, expires_at_ms: int) -> dict[str, str]:
+    return {"sweepPk": f"HOLD#{_shard(reservation_id)}", "sweepSk": f"{expires_at_ms:015d}"}
+
+
+def stock_sweep_keys(store_id: str, sku: str) -> dict[str, str]:
+    return {"sweepPk": f"STOCK#{_shard(store_id + sku)}", "sweepSk": f"{store_id}#{sku}"}
 
 
 def store_key(store_id: str) -> dict[str, str]:
@@ -122,6 +139,7 @@ def reservation_to_item(res: Reservation, purge_at: int) -> Item:
         "extensionsUsed": res.extensions_used,
         "maxExtensions": res.max_extensions,
         "purgeAt": purge_at,
+        **(hold_sweep_keys(res.reservation_id, res.expires_at) if res.status is ReservationStatus.ACTIVE else {}),
     }
 
 
@@ -253,6 +271,7 @@ class DynamoStore:
             "lowStockThreshold": level.low_stock_threshold,
             "unlimited": level.unlimited,
             "updatedAt": level.updated_at,
+            **stock_sweep_keys(store_id, level.sku),
         }
         try:
             self._client.put_item(
@@ -509,13 +528,22 @@ class DynamoStore:
             resp = self._client.update_item(
                 TableName=self._table,
                 Key=to_av(reservation_key(res.store_id, res.reservation_id)),
-                UpdateExpression="SET expiresAt = :new, purgeAt = :purge, extensionsUsed = extensionsUsed + :one",
+                UpdateExpression=(
+                    "SET expiresAt = :new, purgeAt = :purge, extensionsUsed = extensionsUsed + :one, sweepSk = :sweep"
+                ),
                 ConditionExpression=(
                     "#s = :active AND expiresAt > :now AND expiresAt < :new AND extensionsUsed < maxExtensions"
                 ),
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=to_av(
-                    {":new": new_expires_at, ":purge": purge_at, ":one": 1, ":active": "ACTIVE", ":now": now_ms}
+                    {
+                        ":new": new_expires_at,
+                        ":purge": purge_at,
+                        ":one": 1,
+                        ":active": "ACTIVE",
+                        ":now": now_ms,
+                        ":sweep": hold_sweep_keys(res.reservation_id, new_expires_at)["sweepSk"],
+                    }
                 ),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -526,6 +554,123 @@ class DynamoStore:
             old = exc.response.get("Item")
             raise TransitionRejected(reservation_from_item(from_av(old)) if old else None) from None
         return reservation_from_item(from_av(resp["Attributes"]))
+
+    def restore_as_expired(
+        self, res: Reservation, *, moves: Sequence[StockMove], now_ms: int, purge_at: int, path: str
+    ) -> bool:
+        """The TTL service deleted a hold that was still ACTIVE: put it back as EXPIRED and
+        return its units, in one transaction. False (and no change) if that was done already."""
+        ended = res.model_copy(
+            update={"status": ReservationStatus.EXPIRED, "ended_at": now_ms, "end_reason": "expired"}
+        )
+        item = {**reservation_to_item(ended, purge_at), "endedAt": now_ms, "endReason": "expired", "expiredBy": path}
+        actions = [
+            {"Put": {"TableName": self._table, "Item": to_av(item), "ConditionExpression": "attribute_not_exists(pk)"}},
+            *(self._move_action(res.store_id, move, now_ms) for move in moves),
+        ]
+        try:
+            self._transact(actions, None)
+        except _Cancelled as cancelled:
+            if cancelled.codes[0] == "ConditionalCheckFailed":
+                return False
+            raise TransitionRejected(
+                None, [m.sku for m, c in zip(moves, cancelled.codes[1:], strict=True) if c != "None"]
+            ) from None
+        self.clear_cart_slot(res.store_id, res.cart_id, res.reservation_id)
+        return True
+
+    def clear_cart_slot(self, store_id: str, cart_id: str, reservation_id: str) -> bool:
+        """Delete the cart's slot if it still names this (ended) reservation."""
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=to_av(cart_key(store_id, cart_id)),
+                ConditionExpression="reservationId = :rid",
+                ExpressionAttributeValues=to_av({":rid": reservation_id}),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def overdue_holds(self, before_ms: int) -> list[Item]:
+        """Active holds whose deadline is before ``before_ms``, from the (eventually consistent) Sweep index."""
+        out: list[Item] = []
+        for shard in range(SWEEP_SHARDS):
+            out.extend(
+                self._query_sweep("sweepPk = :p AND sweepSk < :t", {":p": f"HOLD#{shard}", ":t": f"{before_ms:015d}"})
+            )
+        return out
+
+    def active_holds(self) -> list[Item]:
+        return [
+            item for shard in range(SWEEP_SHARDS) for item in self._query_sweep("sweepPk = :p", {":p": f"HOLD#{shard}"})
+        ]
+
+    def stock_with_units_held(self) -> list[Item]:
+        return [
+            item
+            for shard in range(SWEEP_SHARDS)
+            for item in self._query_sweep("sweepPk = :p", {":p": f"STOCK#{shard}"}, "reserved > :z", {":z": 0})
+        ]
+
+    def _query_sweep(
+        self, key: str, values: dict[str, Any], filter_: str | None = None, filter_values: dict[str, Any] | None = None
+    ) -> list[Item]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": SWEEP_INDEX,
+            "KeyConditionExpression": key,
+            "ExpressionAttributeValues": to_av({**values, **(filter_values or {})}),
+        }
+        if filter_:
+            kwargs["FilterExpression"] = filter_
+        out: list[Item] = []
+        while True:
+            page = self._client.query(**kwargs)
+            out.extend(from_av(x) for x in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def correct_reserved(self, store_id: str, seen: StockLevel, *, reserved: int, holds: Sequence[Reservation]) -> bool:
+        """Set ``reserved`` to the recount (``available`` follows) only if the stock item is
+        exactly as ``seen`` and every counted hold is still ACTIVE. False if anything moved."""
+        available = seen.on_hand - seen.allocated - reserved
+        if available < 0:
+            return False
+        actions: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": to_av(stock_key(store_id, seen.sku)),
+                    "UpdateExpression": "SET #a = :a, #r = :r",
+                    "ConditionExpression": "updatedAt = :seen AND #r = :was",
+                    "ExpressionAttributeNames": {"#r": "reserved", "#a": "available"},
+                    "ExpressionAttributeValues": to_av(
+                        {":r": reserved, ":a": available, ":seen": seen.updated_at, ":was": seen.reserved}
+                    ),
+                }
+            },
+            *(
+                {
+                    "ConditionCheck": {
+                        "TableName": self._table,
+                        "Key": to_av(reservation_key(h.store_id, h.reservation_id)),
+                        "ConditionExpression": "#s = :active",
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": to_av({":active": "ACTIVE"}),
+                    }
+                }
+                for h in holds
+            ),
+        ]
+        try:
+            self._transact(actions, None)
+        except _Cancelled:
+            return False
+        return True
 
     # ----- building blocks
 
@@ -560,7 +705,7 @@ class DynamoStore:
             "Update": {
                 "TableName": self._table,
                 "Key": to_av(reservation_key(res.store_id, res.reservation_id)),
-                "UpdateExpression": "SET " + ", ".join(sets),
+                "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE sweepPk, sweepSk",
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#s": "status"},
                 "ExpressionAttributeValues": to_av(values),

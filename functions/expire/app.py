@@ -1,0 +1,45 @@
+"""The hold timer's task: end the hold as EXPIRED if it is still ACTIVE and due.
+
+Input  {"storeId", "reservationId", "loop"}
+Output {"outcome": "expired" | "not_due" | "already_ended" | "not_found",
+        "expiresAt": RFC 3339 (the current deadline), "loop": loop + 1,
+        "wait": true when the state machine should wait for the new deadline}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from stockhold.models import timer_deadline
+from stockhold.observability import logger, metrics, tracer
+from stockhold.runtime import services
+from stockhold.service import ExpirePath
+
+
+class TimerInput(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    store_id: str = Field(alias="storeId", min_length=1)
+    reservation_id: str = Field(alias="reservationId", min_length=1)
+    loop: int = Field(default=0, ge=0)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    task = TimerInput.model_validate(event)
+    svc = services()
+    outcome = svc.reservations.expire(task.store_id, task.reservation_id, ExpirePath.TIMER)
+    loop = task.loop + 1
+    res = outcome.reservation
+    answer = {
+        "outcome": outcome.reason,
+        "expiresAt": timer_deadline(res.expires_at) if res else None,
+        "loop": loop,
+        "wait": outcome.reason == "not_due" and loop < svc.settings.MAX_TIMER_LOOPS,
+    }
+    logger.info("hold timer fired", extra={"reservation_id": task.reservation_id, **answer})
+    return answer
