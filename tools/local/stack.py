@@ -223,7 +223,10 @@ class LocalStack:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # one line per request is written by _serve
 
-        self._server = ThreadingHTTPServer((self.config.host, self.config.port), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the default 5 resets bursts of storefront connections
+
+        self._server = Server((self.config.host, self.config.port), Handler)
         self._server.daemon_threads = True
         self._server_thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
         self._server_thread.start()
@@ -249,7 +252,9 @@ class LocalStack:
                     self.streams.append(source)
                     self._say(f"stream {logical} -> {name} ({event_name})")
                 elif event["Type"] in ("Schedule", "ScheduleV2"):
-                    expression = props.get("Schedule") or props.get("ScheduleExpression", "")
+                    expression = str(
+                        template.resolve(props.get("Schedule") or props.get("ScheduleExpression", ""), self._refs())
+                    )
                     schedule = Schedule(
                         self.pools[name], f"{name}-{event_name}", expression, self.config.schedule_seconds
                     )

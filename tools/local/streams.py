@@ -37,6 +37,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def lambda_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB Streams API record (as boto3 returns it) in the shape Lambda delivers."""
+    out = _plain(record)
+    identity = out.get("userIdentity")
+    if identity:
+        out["userIdentity"] = {"type": identity.get("Type"), "principalId": identity.get("PrincipalId")}
+    return out  # type: ignore[no-any-return]
+
+
 class StreamSource:
     """Polls one table's stream for one function event."""
 
@@ -93,7 +102,7 @@ class StreamSource:
                         continue
                     page = self._client.get_records(ShardIterator=iterator, Limit=self._batch)
                     iterators[sid] = page.get("NextShardIterator")
-                    records = [r for r in (_plain(x) for x in page.get("Records", [])) if self.matches(r)]
+                    records = [r for r in (lambda_record(x) for x in page.get("Records", [])) if self.matches(r)]
                     if records:
                         self._deliver(records)
             except Exception as exc:

@@ -414,7 +414,8 @@ class DynamoStore:
             "cartId": res.cart_id,
             "reservationId": res.reservation_id,
             "expiresAt": res.expires_at,
-            "purgeAt": purge_at,
+            # No TTL: every transition out of ACTIVE deletes the slot, and a stale one is
+            # cleared when met (see docs/decisions.md, "Cart slots").
         }
         slot_put: dict[str, Any] = {
             "TableName": self._table,
