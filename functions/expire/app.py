@@ -3,7 +3,8 @@
 Input  {"storeId", "reservationId", "loop"}
 Output {"outcome": "expired" | "not_due" | "already_ended" | "not_found",
         "expiresAt": RFC 3339 (the current deadline), "loop": loop + 1,
-        "wait": true when the state machine should wait for the new deadline}
+        "wait": true when the state machine should wait for the (new) deadline,
+        "soon": true when that deadline is within 1.5 s: wait one second and ask again}
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from stockhold.models import timer_deadline
 from stockhold.observability import logger, metrics, tracer
 from stockhold.runtime import services
-from stockhold.service import ExpirePath
+from stockhold.service import ExpirePath, now_ms
+
+SOON_MS = 1500
 
 
 class TimerInput(BaseModel):
@@ -35,11 +38,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     outcome = svc.reservations.expire(task.store_id, task.reservation_id, ExpirePath.TIMER)
     loop = task.loop + 1
     res = outcome.reservation
+    again = outcome.reason == "not_due" and loop < svc.settings.MAX_TIMER_LOOPS
+    # Woken just before the deadline (whole-second Wait states, clock skew): look again in a second.
+    soon = again and res is not None and res.expires_at - now_ms() <= SOON_MS
     answer = {
         "outcome": outcome.reason,
         "expiresAt": timer_deadline(res.expires_at) if res else None,
         "loop": loop,
-        "wait": outcome.reason == "not_due" and loop < svc.settings.MAX_TIMER_LOOPS,
+        "wait": again,
+        "soon": soon,
     }
     logger.info("hold timer fired", extra={"reservation_id": task.reservation_id, **answer})
     return answer

@@ -18,6 +18,7 @@ from tools.ddblocal import DynamoDBLocal, client_kwargs
 from tools.local.functions import FunctionPool
 from tools.local.gateway import Gateway
 from tools.local.schedules import Schedule
+from tools.local.statemachines import StateMachines, lambda_arn
 from tools.local.streams import StreamSource
 
 REGION = "us-east-1"
@@ -61,6 +62,8 @@ class LocalStack:
         self.pools: dict[str, FunctionPool] = {}
         self.streams: list[StreamSource] = []
         self.schedules: list[Schedule] = []
+        self.state_machines = StateMachines(lambda: self.pools)
+        self._extra_refs: dict[str, str] = {}
         self._server: ThreadingHTTPServer | None = None
         self._server_thread: threading.Thread | None = None
 
@@ -76,6 +79,9 @@ class LocalStack:
         try:
             self._start_dynamodb()
             self._create_tables()
+            self._extra_refs.update(self.state_machines.start(self._refs()))
+            if self.state_machines.arns:
+                self._say(f"state machines: {', '.join(self.state_machines.arns)} (moto's Step Functions interpreter)")
             self._start_functions()
             if self.config.seed:
                 self._seed()
@@ -116,6 +122,8 @@ class LocalStack:
     def _refs(self) -> dict[str, str]:
         refs: dict[str, str] = dict(template.parameter_defaults())
         refs.update(self.tables)
+        refs.update({f"{name}.Arn": lambda_arn(name) for name in template.functions()})
+        refs.update(self._extra_refs)
         refs.update(
             {
                 "AWS::Region": REGION,
@@ -143,6 +151,9 @@ class LocalStack:
             "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
             "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
+            **(
+                {"AWS_ENDPOINT_URL_SFN": self.state_machines.endpoint} if self.state_machines.endpoint else {}
+            ),
             "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
             "POWERTOOLS_TRACE_DISABLED": self.config.overrides.get("POWERTOOLS_TRACE_DISABLED", "true"),
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -273,6 +284,7 @@ class LocalStack:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        self.state_machines.stop()
         for pool in self.pools.values():
             pool.shutdown()
         self.pools.clear()

@@ -43,7 +43,7 @@ def lambda_record(record: dict[str, Any]) -> dict[str, Any]:
     identity = out.get("userIdentity")
     if identity:
         out["userIdentity"] = {"type": identity.get("Type"), "principalId": identity.get("PrincipalId")}
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 class StreamSource:
