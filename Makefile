@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := layers/stockhold:functions/api:.
 
-.PHONY: help setup run test test-unit test-integration lint format bench build deploy openapi store clean
+.PHONY: help setup run reconcile test test-unit test-integration lint format bench build deploy openapi store clean
 
 help:
 	@echo "make run     - the local stack on DynamoDB Local (http://127.0.0.1:3000)"
@@ -49,6 +49,9 @@ openapi: setup
 
 store: setup
 	$(PY) -m tools.admin $(ARGS)
+
+reconcile: setup
+	$(PY) -m tools.reconcile $(ARGS)
 
 build:
 	sam build

@@ -23,7 +23,7 @@ from stockhold.store import DynamoStore, api_key_key
 from stockhold.tenancy import Tenancy, hash_key
 
 
-def _table_name(args: argparse.Namespace) -> str:
+def table_name(args: argparse.Namespace) -> str:
     if args.table:
         return str(args.table)
     cfn = boto3.client("cloudformation", region_name=args.region)
@@ -36,7 +36,7 @@ def _table_name(args: argparse.Namespace) -> str:
 
 def _tenancy(args: argparse.Namespace) -> tuple[Tenancy, Any, str]:
     client = boto3.client("dynamodb", endpoint_url=args.endpoint_url, region_name=args.region)
-    table = _table_name(args)
+    table = table_name(args)
     return Tenancy(DynamoStore(client, table)), client, table
 
 

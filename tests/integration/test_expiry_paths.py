@@ -213,3 +213,23 @@ def test_a_dead_hold_never_blocks_a_shopper(short_holds: Services) -> None:
     assert res.status is ReservationStatus.ACTIVE
     assert svc.reservations.get("demo", dead.reservation_id).status is ReservationStatus.EXPIRED
     assert_invariants(svc)
+
+
+def test_the_operator_sweep_dry_run_prints_and_changes_nothing(
+    short_holds: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools.reconcile import main as reconcile_main
+
+    svc = short_holds
+    svc.stock.set("demo", "OP", on_hand=2, low_stock_threshold=None, unlimited=False)
+    res = _reserve(svc, "op", "OP", 2)
+    time.sleep(1.1)
+    endpoint = runtime.dynamodb_client().meta.endpoint_url
+    args = ["--table", svc.settings.TABLE_NAME, "--endpoint-url", endpoint]
+    assert reconcile_main([*args, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "overdue active holds: 1; would end: 1" in printed and res.reservation_id in printed
+    assert services().stock.get("demo", "OP").reserved == 2
+    assert reconcile_main(args) == 0
+    assert "ended: 1" in capsys.readouterr().out
+    assert services().stock.get("demo", "OP").available == 2

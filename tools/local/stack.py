@@ -151,9 +151,7 @@ class LocalStack:
             "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
             "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
-            **(
-                {"AWS_ENDPOINT_URL_SFN": self.state_machines.endpoint} if self.state_machines.endpoint else {}
-            ),
+            **({"AWS_ENDPOINT_URL_SFN": self.state_machines.endpoint} if self.state_machines.endpoint else {}),
             "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
             "POWERTOOLS_TRACE_DISABLED": self.config.overrides.get("POWERTOOLS_TRACE_DISABLED", "true"),
             "PYTHONDONTWRITEBYTECODE": "1",
