@@ -81,6 +81,7 @@ class Reservation(BaseModel):
     ended_at: int | None = None
     end_reason: str | None = None
     order_id: str | None = None
+    expired_by: str | None = None  # timer | ttl | reconcile | request: which path ended it
 
     def status_at(self, now_ms: int) -> ReservationStatus:
         """A hold is over at its deadline, whether or not anything has released it yet."""

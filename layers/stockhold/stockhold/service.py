@@ -478,7 +478,7 @@ class ReservationService:
                 return ExpireOutcome(False, res, "not_due")
             moves = [StockMove(x.sku, reserved=-x.quantity, available=x.quantity) for x in res.held_lines]
             try:
-                done = self._end(res, ReservationStatus.EXPIRED, moves, now, "expired", None, "due", None)
+                done = self._end(res, ReservationStatus.EXPIRED, moves, now, "expired", None, "due", None, path.value)
             except TransitionRejected as rejected:
                 res = rejected.current
                 continue
@@ -522,6 +522,7 @@ class ReservationService:
         order_id: str | None,
         deadline: str,
         token: str | None,
+        expired_by: str | None = None,
     ) -> Reservation:
         return self._store.end_reservation(
             res,
@@ -533,6 +534,7 @@ class ReservationService:
             purge_at=self._ended_purge_at(now),
             deadline=deadline,
             token=token,
+            expired_by=expired_by,
         )
 
     def _require_live(self, res: Reservation, now: int) -> None:

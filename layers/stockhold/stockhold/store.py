@@ -121,6 +121,7 @@ def reservation_from_item(item: Item) -> Reservation:
         ended_at=item.get("endedAt"),
         end_reason=item.get("endReason"),
         order_id=item.get("orderId"),
+        expired_by=item.get("expiredBy"),
     )
 
 
@@ -488,13 +489,21 @@ class DynamoStore:
         purge_at: int,
         deadline: str | None,
         token: str | None,
+        expired_by: str | None = None,
     ) -> Reservation:
         """ACTIVE -> ``to_status`` with the counter moves and the cart slot freed, in one
         transaction. ``deadline`` adds a condition: "before" (confirm/release: only while
         not yet due) or "due" (expire: only once due). Raises TransitionRejected."""
         actions = [
             self._end_action(
-                res, to_status, now_ms=now_ms, reason=reason, order_id=order_id, purge_at=purge_at, deadline=deadline
+                res,
+                to_status,
+                now_ms=now_ms,
+                reason=reason,
+                order_id=order_id,
+                purge_at=purge_at,
+                deadline=deadline,
+                expired_by=expired_by,
             ),
             {
                 "Delete": {
@@ -520,7 +529,13 @@ class DynamoStore:
             ]
             raise TransitionRejected(reservation_from_item(current) if current else None, stock) from None
         return res.model_copy(
-            update={"status": to_status, "ended_at": now_ms, "end_reason": reason, "order_id": order_id}
+            update={
+                "status": to_status,
+                "ended_at": now_ms,
+                "end_reason": reason,
+                "order_id": order_id,
+                "expired_by": expired_by,
+            }
         )
 
     def extend_reservation(self, res: Reservation, *, new_expires_at: int, purge_at: int, now_ms: int) -> Reservation:
@@ -685,6 +700,7 @@ class DynamoStore:
         order_id: str | None,
         purge_at: int,
         deadline: str | None,
+        expired_by: str | None = None,
     ) -> dict[str, Any]:
         values: dict[str, Any] = {
             ":to": to_status.value,
@@ -697,6 +713,9 @@ class DynamoStore:
         if order_id is not None:
             values[":order"] = order_id
             sets.append("orderId = :order")
+        if expired_by is not None:
+            values[":by"] = expired_by
+            sets.append("expiredBy = :by")
         condition = "#s = :active"
         if deadline == "before":
             condition += " AND expiresAt > :now"
