@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 import traceback
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -77,9 +77,9 @@ class FunctionPool:
             initargs=(name, str(code_dir), handler, env, [str(p) for p in paths]),
         )
 
-    def warm(self) -> None:
-        """Start the workers now (their imports are the cold start) rather than on the first request."""
-        self._pool.submit(_noop).result()
+    def warm(self) -> Future[None]:
+        """Start a worker now (its imports are the cold start) rather than on the first request."""
+        return self._pool.submit(_noop)
 
     def invoke(self, event: dict[str, Any]) -> Invocation:
         out = self._pool.submit(_invoke, event, self.timeout).result()

@@ -172,8 +172,8 @@ class LocalStack:
                 concurrency=self.config.concurrency,
                 timeout=timeout,
             )
-        for pool in self.pools.values():
-            pool.warm()
+        for warming in [pool.warm() for pool in self.pools.values()]:  # all at once
+            warming.result()
 
     def _seed(self) -> None:
         from stockhold.models import Role, StockLevel
