@@ -211,6 +211,7 @@ class LocalStack:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
             def _serve(self) -> None:
                 started = time.monotonic()
