@@ -1,13 +1,24 @@
 """``make bench``: DynamoDB requests, capacity and latency of each API operation on DynamoDB Local.
 
-python -m bench.run [--iterations N] [--warmup N] [--accounting N] [--cold-runs N]
+python -m bench.run [--only operations|local-stack|expiry] [--iterations N] [--warmup N] [--accounting N]
+                   [--cold-runs N] [--stack-starts N] [--stack-requests N] [--stack-serial N]
 
-Starts its own DynamoDB Local (in memory, -sharedDb), creates fresh tables from
-template.yaml, seeds a store's stock and prints three tables: requests and capacity
-per operation, latency through the Lambda handler against the same DynamoDB calls
-made bare, and the cold import + first request. Targets are printed as PASS/MISS;
-they never change the exit code. DynamoDB Local is stopped at the end, on error and
-on Ctrl-C / SIGTERM.
+operations: starts its own DynamoDB Local (in memory, -sharedDb), creates fresh tables
+from template.yaml, seeds a store's stock and prints three tables: requests and
+capacity per operation, latency through the Lambda handler against the same DynamoDB
+calls made bare, and the cold import + first request.
+
+local-stack (bench.localstack): ``make run``'s start-up time and the throughput and
+latency of POST /reservations through its HTTP path against the same in-process. It
+is measured first (so its cold start comes first) and printed last.
+
+expiry (bench.expiry): holds that end by themselves - the lag from a hold's deadline to
+its units being available again through the hold timer and through the TTL backstop
+alone, and the timer path's cost per 1,000 holds from what it counted. Measured last
+(after the operations section's DynamoDB Local is stopped), printed last.
+
+Targets are printed as PASS/MISS; they never change the exit code. Every server and
+process the bench starts is stopped at the end, on error and on Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from bench import coldstart, env
+from bench import coldstart, env, expiry, localstack
 from bench.stats import median_ms, p95_ms, table
 from tools.ddblocal import DDB_LOCAL_VERSION, NPM_SPEC, DynamoDBLocal
 
@@ -36,6 +47,7 @@ if TYPE_CHECKING:
     from bench.workload import Accounting, Timing, Workload
 
 RATIO_TARGET = 1.3
+SECTIONS = ("operations", "local-stack", "expiry")
 
 
 @dataclass
@@ -79,24 +91,49 @@ def _loadavg() -> str:
         return "unknown"
 
 
-def _header(server: DynamoDBLocal, args: argparse.Namespace, load_at_start: str) -> str:
+def _header(server: DynamoDBLocal | None, args: argparse.Namespace, load_at_start: str) -> str:
     versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("boto3", "aws-lambda-powertools", "pydantic"))
-    return "\n".join(
-        [
-            "stockhold bench: DynamoDB requests, capacity and latency per API operation",
-            f"  machine    : {_nproc()} CPUs (nproc), {platform.system()} {platform.release()} {platform.machine()}; "
-            f"load average at start {load_at_start}",
-            f"  python     : {platform.python_version()} ({sys.executable}); {versions}",
-            f"  DynamoDB   : DynamoDB Local {DDB_LOCAL_VERSION} from npm {NPM_SPEC}, in memory, -sharedDb, "
-            f"{server.endpoint_url}; {_java_version()}",
-            f"  command    : {_command()}",
+    title = ["DynamoDB requests, capacity and latency per API operation"] if server else []
+    if "local-stack" in _sections(args):
+        title.append("the local stack (make run)")
+    if "expiry" in _sections(args):
+        title.append("holds that end by themselves")
+    lines = [
+        f"stockhold bench: {'; '.join(title)}",
+        f"  machine    : {_nproc()} CPUs (nproc), {platform.system()} {platform.release()} {platform.machine()}; "
+        f"load average at start {load_at_start}",
+        f"  python     : {platform.python_version()} ({sys.executable}); {versions}",
+        f"  DynamoDB   : DynamoDB Local {DDB_LOCAL_VERSION} from npm {NPM_SPEC}, in memory, -sharedDb"
+        + (f", {server.endpoint_url}" if server else "")
+        + f"; {_java_version()}",
+        f"  command    : {_command()}",
+    ]
+    if server:
+        lines += [
             f"  iterations : {args.iterations} timed per operation after {args.warmup} warm-up, handler and bare "
             f"interleaved; {args.accounting} accounting runs per operation (capacity on); "
             f"cold start: median of {args.cold_runs} fresh processes",
             "  handler env: POWERTOOLS_TRACE_DISABLED=true, POWERTOOLS_LOG_LEVEL=WARNING, metrics on (as deployed) "
             "with the EMF lines they print to stdout discarded",
         ]
-    )
+    if "local-stack" in _sections(args):
+        lines.append(
+            f"  local stack: 1 cold + {args.stack_starts} warm starts (the last the throughput stack's); POST "
+            f"/reservations x{args.stack_requests} over HTTP with {localstack.LOAD_CONCURRENCY} clients "
+            f"(STOCKHOLD_CONCURRENCY={localstack.LOAD_CONCURRENCY}), x{args.stack_serial} with 1 client (half that "
+            "keep-alive) and in-process; the functions log as template.yaml says (LogLevel)"
+        )
+    if "expiry" in _sections(args):
+        lines.append(
+            f"  expiry     : {expiry.HOLDS} holds per run on fresh local stacks: hold timer with holds made "
+            f"{expiry.PACED_RATE:g}/s" + (", and in a burst" if not args.no_expiry_burst else "") + "; TTL backstop "
+            f"alone (a child process, giving up {args.expiry_ttl_timeout:g} s after the last deadline)"
+        )
+    return "\n".join(lines)
+
+
+def _sections(args: argparse.Namespace) -> tuple[str, ...]:
+    return (args.only,) if args.only else SECTIONS
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -299,34 +336,91 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--only", choices=SECTIONS, help="run one section (default: all)")
     parser.add_argument("--iterations", type=int, default=200, help="timed requests per operation (default 200)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per operation first (default 20)")
     parser.add_argument("--accounting", type=int, default=5, help="capacity runs per operation (default 5)")
     parser.add_argument("--cold-runs", type=int, default=5, help="fresh processes per cold measurement (default 5)")
+    parser.add_argument("--stack-starts", type=int, default=3, help="warm starts of the local stack (default 3)")
+    parser.add_argument(
+        "--stack-requests", type=int, default=800, help="POST /reservations with 8 HTTP clients (default 800)"
+    )
+    parser.add_argument(
+        "--stack-serial", type=int, default=150, help="the same with 1 client, and in-process (default 150)"
+    )
+    parser.add_argument(
+        "--expiry-ttl-timeout",
+        type=float,
+        default=expiry.TTL_TIMEOUT,
+        help=f"expiry: seconds after the last deadline to wait for the TTL backstop (default {expiry.TTL_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--no-expiry-burst", action="store_true", help="expiry: skip the timer run with the holds made in a burst"
+    )
     args = parser.parse_args(argv)
+    sections = _sections(args)
+    launch_env = dict(os.environ)  # before env.apply(): what `make run` would get
     signal.signal(signal.SIGTERM, _raise_interrupt)
     env.add_import_paths()
     # Each GET (no metric added) would warn once; tests silence the same warning in pyproject.
     warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
     started, load_at_start = time.monotonic(), _loadavg()
-    server = DynamoDBLocal()
+    server: DynamoDBLocal | None = None
+    stack: localstack.StackResults | None = None
+    measured: tuple[Workload, Results] | None = None
+    stack_error = ""
+    expired: expiry.ExpiryResults | None = None
+    expiry_error = ""
     try:
-        _progress("starting DynamoDB Local")
-        server.start(shared_db=True)
-        with contextlib.redirect_stdout(_Discard()):
-            work, results = _measure(server, args)
+        if "local-stack" in sections:  # first: its cold start is the bench's first start
+            try:
+                stack = localstack.measure(
+                    launch_env, args.stack_starts, args.stack_requests, args.stack_serial, _progress
+                )
+            except localstack.StackFailed as exc:
+                stack_error = str(exc)
+                _progress("the local stack failed (reported at the end); going on")
+        if "operations" in sections:
+            server = DynamoDBLocal()
+            _progress("starting DynamoDB Local")
+            server.start(shared_db=True)
+            with contextlib.redirect_stdout(_Discard()):
+                measured = _measure(server, args)
+            measured[0].close()
+            server.stop()  # before the expiry section: it starts its own
+        if "expiry" in sections:
+            try:
+                expired = expiry.measure(args.expiry_ttl_timeout, not args.no_expiry_burst, _progress)
+            except expiry.ExpiryFailed as exc:
+                expiry_error = str(exc)
+                _progress("the expiry section failed (reported at the end)")
         header = _header(server, args, load_at_start)
-        work.close()
     except KeyboardInterrupt:
         _progress("interrupted")
         return 130
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
     print(header)
     print()
-    print(_report(work, results, args))
-    print(f"\n(bench took {time.monotonic() - started:.0f} s; DynamoDB Local stopped)")
-    return 0
+    if measured is not None:
+        print(_report(*measured, args))
+    if measured is not None and (stack is not None or stack_error):
+        print()
+    if stack is not None:
+        print(localstack.report(stack, _nproc()))
+    if stack_error:
+        print(f"Local stack (make run): FAILED, no figures\n  {stack_error}")
+    if expired is not None or expiry_error:
+        print()
+    if expired is not None:
+        print(expiry.report(expired))
+    if expiry_error:
+        print(f"Holds that end by themselves: FAILED, no figures\n  {expiry_error}")
+    on_stacks = "local-stack" in sections or "expiry" in sections
+    stopped = [x for x, on in (("DynamoDB Local", server), ("every local stack", on_stacks)) if on]
+    print(f"\n(bench took {time.monotonic() - started:.0f} s; {' and '.join(stopped)} stopped)")
+    return 1 if stack_error or expiry_error else 0
 
 
 if __name__ == "__main__":
