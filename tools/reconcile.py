@@ -15,8 +15,6 @@ import json
 import os
 import sys
 
-import boto3
-
 from tools.admin import table_name
 
 
@@ -40,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     from stockhold import runtime
 
     runtime.reset()
-    boto3.setup_default_session()
     report = runtime.services().reconciler.run(dry_run=args.dry_run, correct_stuck=args.correct_stuck)
     verb = "would end" if args.dry_run else "ended"
     print(
