@@ -379,17 +379,18 @@ def _make_holds(url: str, key: str, skus: list[str], run: Run) -> None:
     statuses: Counter[int] = Counter()
     rate = run.plan.rate
     begin = time.monotonic()
+    stop = threading.Event()  # set when the bench is interrupted
 
     def worker() -> None:
         client = _Client(url, key)
         try:
-            while True:
+            while not stop.is_set():
                 with lock:
                     n = next(todo, None)
                 if n is None:
                     return
-                if rate:
-                    time.sleep(max(0.0, begin + n / rate - time.monotonic()))
+                if rate and stop.wait(max(0.0, begin + n / rate - time.monotonic())):
+                    return
                 seconds = HOLD_SECONDS[n % len(HOLD_SECONDS)]
                 body = {
                     "cartId": f"bench-expiry-{run.name}-{tag}-{n:04d}",
@@ -406,11 +407,14 @@ def _make_holds(url: str, key: str, skus: list[str], run: Run) -> None:
         finally:
             client.close()
 
-    threads = [threading.Thread(target=worker, name=f"expiry-client-{i}") for i in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    threads = [threading.Thread(target=worker, name=f"expiry-client-{i}", daemon=True) for i in range(CLIENTS)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        stop.set()
     run.make_statuses = {str(k): v for k, v in sorted(statuses.items())}
     if errors:
         raise ExpiryFailed(f"{run.name}: POST /reservations failed: {'; '.join(errors)}")
