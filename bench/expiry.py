@@ -543,6 +543,40 @@ def _cpu_by_kind(ddb_pid: int, proxy_pid: int, exclude: set[int]) -> dict[str, f
     return out
 
 
+@contextlib.contextmanager
+def _workers_deaf_to_ctrl_c() -> Iterator[None]:
+    """SIGINT blocked in this thread while the stack starts: every thread the stack creates meanwhile
+    (HTTP server, stream pollers, moto, the pools' managers) inherits the mask, and so does every function
+    worker they or this thread spawn, now or later. Ctrl-C in a terminal signals the whole process group:
+    this way it reaches the bench, which stops the stack in order, and not the workers (see _stop_abruptly).
+    A Ctrl-C meanwhile still interrupts the bench: another of its threads takes it, Python raises it here."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _stop_abruptly(stack: Any, exclude: set[int]) -> None:
+    """After an error or Ctrl-C, which reaches the function workers too (same process group): stop what
+    invokes functions, then kill the workers (by pid) before LocalStack.stop() shuts their pools down. A
+    worker interrupted between acquiring its pool's call-queue lock and entering the ``with`` dies holding
+    it, and ProcessPoolExecutor.shutdown(wait=True) then waits for ever on the worker left blocked on it."""
+    with procs.shielded():
+        for source in stack.streams:
+            source.stop()
+        for schedule in stack.schedules:
+            schedule.stop()
+        stack.state_machines.stop()
+        workers = {
+            pid: start
+            for pid, start in procs.family(os.getpid()).items()
+            if pid not in exclude and "spawn_main" in procs.cmdline(pid)
+        }
+        procs.kill(workers)
+        procs.wait_gone(workers, 5.0)
+
+
 def one_run(
     name: str,
     timeout_s: float,
@@ -574,14 +608,15 @@ def one_run(
             overrides=dict(plan.overrides),
         )
         stack = LocalStack(config)
-        stack.start()
-        if not plan.timer:  # stop the starter's stream source, and moto (which nothing uses then)
-            for source in [s for s in stack.streams if s._fn.name == "TimerStarterFunction"]:
-                source.stop()
-                stack.streams.remove(source)
-            stack.state_machines.stop()
-        _warm(stack.pools, plan.warm)
-        run.invocations = _count_invocations(stack.pools, COUNTED)
+        with _workers_deaf_to_ctrl_c():
+            stack.start()
+            if not plan.timer:  # stop the starter's stream source, and moto (which nothing uses then)
+                for source in [s for s in stack.streams if s._fn.name == "TimerStarterFunction"]:
+                    source.stop()
+                    stack.streams.remove(source)
+                stack.state_machines.stop()
+            _warm(stack.pools, plan.warm)
+            run.invocations = _count_invocations(stack.pools, COUNTED)
         run.start_s = time.monotonic() - started
         say(f"{name}: stack ready in {run.start_s:.1f} s")
 
@@ -623,6 +658,10 @@ def one_run(
         run.discarded = sum(len(s.discarded) for s in stack.streams)
         run.schedule_fired = sum(s.fired for s in stack.schedules)
         run.requests = [r for r in proxy.requests() if r.at >= run.made_from]
+    except BaseException:
+        if stack is not None:
+            _stop_abruptly(stack, exclude())
+        raise
     finally:
         with procs.shielded():
             if stack is not None:
