@@ -6,7 +6,7 @@ of stock, a fresh cart each, holdSeconds 2, 3, 4, 5 in turn) and then left alone
 
 * timer: the whole stack with MIN_HOLD_SECONDS=1 - the table's stream starts one hold-timer
   execution per hold (moto's Step Functions interpreter), which calls the expire function.
-  Once with the holds made at an even 10 per second, once (``burst``) as fast as 8 clients go;
+  Once with the holds made at an even 5 per second, once (``burst``) as fast as 8 clients go;
 * TTL only: MIN_HOLD_SECONDS=1, TTL_GRACE_SECONDS=0 and the timer starter's stream source
   stopped right after start-up, so no timer ever runs: DynamoDB Local's TTL job deletes each
   hold once its deadline has passed and the TTL backstop (TtlReleaseFunction) puts it back
@@ -18,11 +18,13 @@ from DynamoDB Local. Reconciliation is scheduled once an hour instead of every m
 never ends a hold here; stock is never short, so no request meets a due hold; after being
 made, a hold is only read.
 
-The TTL run takes minutes (DynamoDB Local's TTL job, see the report), so it runs in a child
-process (``python -m bench.expiry ttl-child``) started first; the timer runs follow, in this
-process, once the child has made its holds, while it only waits for its TTL job. The stacks'
-output (their workers' logs and EMF metrics, one line per HTTP request) goes to log files
-under .local/.
+Each run is a child process, ``python -m bench.expiry run NAME TIMEOUT``, in its own session:
+a Ctrl-C in the terminal reaches the bench alone, which stops the children (SIGTERM), each
+stopping its stack in order - the function workers never get the signal. The TTL run takes
+minutes (DynamoDB Local's TTL job, see the report), so it starts first and the timer runs
+follow, one after the other, once it has made its holds (it then only waits for its TTL job).
+A run's output (its workers' logs and EMF metrics, one line per HTTP request) goes to
+.local/bench-expiry-NAME.log.
 
 Counted in the timer runs: every DynamoDB request of the stack, through a counting proxy in
 its own process (bench.ddbproxy); every Lambda invocation of the expire and starter functions,
@@ -43,7 +45,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -64,7 +65,7 @@ SKUS = 4
 ON_HAND = 1000
 CONCURRENCY = 8  # workers per function (StackConfig.concurrency, i.e. STOCKHOLD_CONCURRENCY)
 CLIENTS = 8  # HTTP client threads making the holds
-PACED_RATE = 10.0  # holds per second in the paced timer run
+PACED_RATE = 5.0  # holds per second in the paced timer run
 POLL_SECONDS = 0.5
 TIMER_TIMEOUT = 60.0  # give up this long after the last deadline
 TTL_TIMEOUT = 200.0  # the default of --expiry-ttl-timeout
@@ -525,17 +526,11 @@ def _executions(endpoint: str, arns: dict[str, str], names: set[str]) -> list[Ex
     return out
 
 
-def _moto_reset(endpoint: str) -> None:
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset", data=b"", method="POST")
-    with urllib.request.urlopen(request, timeout=30) as resp:
-        resp.read()
-
-
-def _cpu_by_kind(ddb_pid: int, proxy_pid: int, exclude: set[int]) -> dict[str, float]:
-    """CPU seconds so far: this process, its function workers, DynamoDB Local, the proxy (not ``exclude``)."""
+def _cpu_by_kind(ddb_pid: int, proxy_pid: int) -> dict[str, float]:
+    """CPU seconds so far: this process, its function workers, DynamoDB Local, the proxy."""
     out = {"bench": procs.cpu_seconds(os.getpid()), "workers": 0.0, "ddb": 0.0, "proxy": 0.0}
     for pid in procs.family(os.getpid()):
-        if pid in exclude or pid == os.getpid():
+        if pid == os.getpid():
             continue
         kind = "ddb" if pid == ddb_pid else "proxy" if pid == proxy_pid else "workers"
         if kind != "workers" or "spawn_main" in procs.cmdline(pid):
@@ -543,36 +538,18 @@ def _cpu_by_kind(ddb_pid: int, proxy_pid: int, exclude: set[int]) -> dict[str, f
     return out
 
 
-@contextlib.contextmanager
-def _workers_deaf_to_ctrl_c() -> Iterator[None]:
-    """SIGINT blocked in this thread while the stack starts: every thread the stack creates meanwhile
-    (HTTP server, stream pollers, moto, the pools' managers) inherits the mask, and so does every function
-    worker they or this thread spawn, now or later. Ctrl-C in a terminal signals the whole process group:
-    this way it reaches the bench, which stops the stack in order, and not the workers (see _stop_abruptly).
-    A Ctrl-C meanwhile still interrupts the bench: another of its threads takes it, Python raises it here."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _stop_abruptly(stack: Any, exclude: set[int]) -> None:
-    """After an error or Ctrl-C, which reaches the function workers too (same process group): stop what
-    invokes functions, then kill the workers (by pid) before LocalStack.stop() shuts their pools down. A
-    worker interrupted between acquiring its pool's call-queue lock and entering the ``with`` dies holding
-    it, and ProcessPoolExecutor.shutdown(wait=True) then waits for ever on the worker left blocked on it."""
+def _stop_abruptly(stack: Any) -> None:
+    """After an error or an interrupt: stop what invokes functions, then kill the workers (by pid) before
+    LocalStack.stop() shuts their pools down. (Should a worker ever get a SIGINT - Ctrl-C signals a whole
+    process group - while acquiring its pool's call-queue lock, it dies holding it, and
+    ProcessPoolExecutor.shutdown(wait=True) then waits for ever on a worker blocked on that lock.)"""
     with procs.shielded():
         for source in stack.streams:
             source.stop()
         for schedule in stack.schedules:
             schedule.stop()
         stack.state_machines.stop()
-        workers = {
-            pid: start
-            for pid, start in procs.family(os.getpid()).items()
-            if pid not in exclude and "spawn_main" in procs.cmdline(pid)
-        }
+        workers = {pid: start for pid, start in procs.family(os.getpid()).items() if "spawn_main" in procs.cmdline(pid)}
         procs.kill(workers)
         procs.wait_gone(workers, 5.0)
 
@@ -581,7 +558,6 @@ def one_run(
     name: str,
     timeout_s: float,
     say: Callable[[str], None],
-    exclude: Callable[[], set[int]] = set,
     made: Callable[[], None] = lambda: None,
 ) -> Run:
     """DynamoDB Local, the counting proxy and a local stack; the holds made; wait for them to end;
@@ -608,15 +584,14 @@ def one_run(
             overrides=dict(plan.overrides),
         )
         stack = LocalStack(config)
-        with _workers_deaf_to_ctrl_c():
-            stack.start()
-            if not plan.timer:  # stop the starter's stream source, and moto (which nothing uses then)
-                for source in [s for s in stack.streams if s._fn.name == "TimerStarterFunction"]:
-                    source.stop()
-                    stack.streams.remove(source)
-                stack.state_machines.stop()
-            _warm(stack.pools, plan.warm)
-            run.invocations = _count_invocations(stack.pools, COUNTED)
+        stack.start()
+        if not plan.timer:  # stop the starter's stream source, and moto (which nothing uses then)
+            for source in [s for s in stack.streams if s._fn.name == "TimerStarterFunction"]:
+                source.stop()
+                stack.streams.remove(source)
+            stack.state_machines.stop()
+        _warm(stack.pools, plan.warm)
+        run.invocations = _count_invocations(stack.pools, COUNTED)
         run.start_s = time.monotonic() - started
         say(f"{name}: stack ready in {run.start_s:.1f} s")
 
@@ -631,7 +606,7 @@ def one_run(
             admin.close()
 
         direct = boto3.client("dynamodb", **client_kwargs(ddb_local.endpoint_url))  # not through the proxy
-        cpu_before = _cpu_by_kind(ddb_local.pid or 0, proxy.proc.pid, exclude())
+        cpu_before = _cpu_by_kind(ddb_local.pid or 0, proxy.proc.pid)
         busy_from = time.monotonic()
         run.made_from = time.time()
         _make_holds(stack.url, config.storefront_key, skus, run)
@@ -640,7 +615,7 @@ def one_run(
         say(f"{name}: {len(run.holds)} holds made in {run.make_s:.1f} s; the last deadline is in {last:.1f} s")
         made()
         _poll_until_ended(direct, stack.tables["StockholdTable"], run, timeout_s, say)
-        cpu_after = _cpu_by_kind(ddb_local.pid or 0, proxy.proc.pid, exclude())
+        cpu_after = _cpu_by_kind(ddb_local.pid or 0, proxy.proc.pid)
         run.busy_s = time.monotonic() - busy_from
         run.cpu_s = {k: cpu_after[k] - cpu_before[k] for k in cpu_before}
 
@@ -652,7 +627,6 @@ def one_run(
                 if all(e.status != "RUNNING" for e in run.executions) or time.time() > give_up:
                     break
                 time.sleep(0.5)
-            _moto_reset(stack.state_machines.endpoint)  # the next stack in this process starts from nothing
         time.sleep(1.0)  # a late stream delivery or starter batch is counted too
         run.stream_invocations = {s._fn.name: s.invocations for s in stack.streams}
         run.discarded = sum(len(s.discarded) for s in stack.streams)
@@ -660,7 +634,7 @@ def one_run(
         run.requests = [r for r in proxy.requests() if r.at >= run.made_from]
     except BaseException:
         if stack is not None:
-            _stop_abruptly(stack, exclude())
+            _stop_abruptly(stack)
         raise
     finally:
         with procs.shielded():
@@ -674,25 +648,29 @@ def one_run(
     return run
 
 
-# --- the TTL run, in a child process ---------------------------------------------------------------
+# --- each run in a child process ------------------------------------------------------------------
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _child_main(timeout_s: float) -> int:
-    """``python -m bench.expiry ttl-child``: the TTL run; protocol lines on stdout, the rest to a log."""
+def _child_main(name: str, timeout_s: float) -> int:
+    """``python -m bench.expiry run NAME TIMEOUT``: one run; protocol lines on stdout, the rest to a log.
+
+    In its own session, so a Ctrl-C in the terminal reaches the bench only (not this process, nor the
+    function workers, which would otherwise get it too: same process group); the bench stops it with
+    SIGTERM, and it stops its stack in order."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops this process (SIGTERM)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     pipe = os.fdopen(os.dup(1), "w", buffering=1)
 
     def send(kind: str, text: str = "") -> None:
         pipe.write(f"{CHILD_MARK}{kind} {text}\n")
 
     try:
-        with _output_to(LOG_DIR / "bench-expiry-ttl.log"):
-            run = one_run("ttl", timeout_s, lambda m: send("say", m), made=lambda: send("made"))
+        with _output_to(LOG_DIR / f"bench-expiry-{name}.log"):
+            run = one_run(name, timeout_s, lambda m: send("say", m), made=lambda: send("made"))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
@@ -711,9 +689,10 @@ def _child_env() -> dict[str, str]:
 
 
 class _Child:
-    """``python -m bench.expiry ttl-child`` in its own session; its lines read by a thread."""
+    """``python -m bench.expiry run NAME TIMEOUT`` in its own session; its lines read by a thread."""
 
-    def __init__(self, timeout_s: float, say: Callable[[str], None]) -> None:
+    def __init__(self, name: str, timeout_s: float, say: Callable[[str], None]) -> None:
+        self.name = name
         self.say = say
         self.made = threading.Event()
         self.done = threading.Event()
@@ -721,16 +700,16 @@ class _Child:
         self.error = ""
         self._cpu: dict[int, float] = {}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.expiry", "ttl-child", str(timeout_s)],
+            [sys.executable, "-m", "bench.expiry", "run", name, str(timeout_s)],
             cwd=ROOT,
             env=_child_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C reaches the bench only; the bench stops the child
+            start_new_session=True,
         )
-        self._reader = threading.Thread(target=self._read, name="ttl-child", daemon=True)
+        self._reader = threading.Thread(target=self._read, name=f"expiry-{name}", daemon=True)
         self._reader.start()
-        self._sampler = threading.Thread(target=self._sample, name="ttl-child-cpu", daemon=True)
+        self._sampler = threading.Thread(target=self._sample, name=f"expiry-{name}-cpu", daemon=True)
         self._sampler.start()
 
     def _read(self) -> None:
@@ -761,26 +740,28 @@ class _Child:
             self._cpu[pid] = max(self._cpu.get(pid, 0.0), procs.cpu_seconds(pid))
         return sum(self._cpu.values())
 
-    def pids(self) -> set[int]:
-        return set(procs.family(self.proc.pid))
-
     def wait(self) -> Run:
-        self.done.wait()
+        while not self.done.wait(0.5):  # (a short wait: a Ctrl-C is taken between two)
+            pass
         self.proc.wait()
         if self.result is None:
-            raise ExpiryFailed(f"the TTL-only run failed: {self.error or f'exit status {self.proc.returncode}'}")
+            raise ExpiryFailed(f"the {self.name} run failed: {self.error or f'exit status {self.proc.returncode}'}")
         return self.result
 
     def stop(self) -> None:
+        """SIGTERM (the child stops its stack, proxy and DynamoDB Local), then whatever is left is killed."""
         with procs.shielded():
+            family = procs.family(self.proc.pid)
             if self.proc.poll() is None:
-                family = procs.family(self.proc.pid)
-                self.proc.terminate()  # the child stops its stack, proxy and DynamoDB Local
+                self.proc.terminate()
                 try:
                     self.proc.wait(timeout=60)
                 except subprocess.TimeoutExpired:
-                    procs.kill(family)
-                    self.proc.wait()
+                    pass
+            left = procs.alive({p: s for p, s in family.items() if p != self.proc.pid})
+            if left or self.proc.poll() is None:
+                procs.kill({**left, **procs.family(self.proc.pid)})
+                self.proc.wait()
             self._reader.join(timeout=5)
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
@@ -833,41 +814,33 @@ def _no_leftovers(results: ExpiryResults) -> Iterator[None]:
 
 
 def measure(ttl_timeout: float, burst: bool, progress: Callable[[str], None]) -> ExpiryResults:
-    """The TTL-only run in a child (started first), then the timer runs here while it waits."""
+    """Every run in a child process: the TTL-only one first, then the timer runs one after the other
+    while it waits for its TTL job."""
     results = ExpiryResults(ttl_timeout_s=ttl_timeout)
     started = time.monotonic()
-    progress(
-        f"expiry: the TTL-only stack first, in a child process (its output: {os.path.relpath(LOG_DIR)}/"
-        "bench-expiry-ttl.log); the timer runs once it has made its holds"
-    )
-    child: _Child | None = None
+    logs = f"{os.path.relpath(LOG_DIR)}/bench-expiry-<run>.log"
+    progress(f"expiry: the TTL-only run first, then the timer runs (each run's stack logs to {logs})")
+    children: list[_Child] = []
     with _no_leftovers(results):
         try:
-            child = _Child(ttl_timeout, progress)
-            child.made.wait()
-            if child.done.is_set():
-                child.wait()  # raises: it failed before making its holds
-            cpu0, wall0 = child.cpu(), time.monotonic()
+            ttl = _Child("ttl", ttl_timeout, progress)
+            children.append(ttl)
+            while not ttl.made.wait(0.5):
+                pass
+            if ttl.done.is_set():
+                ttl.wait()  # raises: it failed before making its holds
+            cpu0, wall0 = ttl.cpu(), time.monotonic()
             for name in ("timer", "burst") if burst else ("timer",):
-                log = LOG_DIR / f"bench-expiry-{name}.log"
-                progress(f"expiry: {PLANS[name].label} (its stack's output: {os.path.relpath(log)})")
-                with _output_to(log) as term:
-
-                    def say(message: str, _term: IO[str] = term) -> None:
-                        _term.write(f"bench: {message}\n")
-
-                    child.say = say
-                    try:
-                        run = one_run(name, TIMER_TIMEOUT, say, child.pids)
-                    finally:
-                        child.say = progress
-                setattr(results, name, run)
-            results.child_cpu_s = child.cpu() - cpu0
+                progress(f"expiry: {PLANS[name].label}")
+                child = _Child(name, TIMER_TIMEOUT, progress)
+                children.append(child)
+                setattr(results, name, child.wait())
+            results.child_cpu_s = ttl.cpu() - cpu0
             results.timer_wall_s = time.monotonic() - wall0
             progress("expiry: waiting for the TTL-only run")
-            results.ttl = child.wait()
+            results.ttl = ttl.wait()
         finally:
-            if child is not None:
+            for child in children:
                 child.stop()
     results.seconds = time.monotonic() - started
     return results
@@ -1135,8 +1108,9 @@ def report(res: ExpiryResults) -> str:
         f"runs) {CONCURRENCY} ExpireFunction workers started before the holds are made; {SKUS} fresh SKUs with onHand "
         f"{ON_HAND} (PUT /stock, admin key); the holds by {CLIENTS} HTTP client threads (storefront key), paced: the "
         f"n-th sent at n/{PACED_RATE:g} s, burst: each as soon as a client is free. 'made at' = holds / time to make "
-        "them. The TTL-only run (a child process, started first, holds made in a burst) only waits for its TTL job "
-        "while the timer runs run on the same CPUs. Overrides: MIN_HOLD_SECONDS=1; TTL only: TTL_GRACE_SECONDS=0.",
+        "them. Each run is a child process; the TTL-only one (holds made in a burst) starts first and only waits for "
+        "its TTL job while the timer runs run, one after the other, on the same CPUs. Overrides: MIN_HOLD_SECONDS=1; "
+        "TTL only: TTL_GRACE_SECONDS=0.",
         "[2] endedAt - expiresAt of the reservation item (epoch ms, both written by the stack on this machine's "
         "clock; endedAt is taken as the ending transaction (units back) is built, a few ms before it commits), read "
         "with strongly consistent BatchGetItem straight from DynamoDB Local (not through the proxy) every "
@@ -1173,7 +1147,7 @@ def report(res: ExpiryResults) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "ttl-child":
-        sys.exit(_child_main(float(sys.argv[2]) if len(sys.argv) > 2 else TTL_TIMEOUT))
-    print("usage: python -m bench.expiry ttl-child [TIMEOUT]   (run by python -m bench.run --only expiry)")
+    if len(sys.argv) == 4 and sys.argv[1] == "run" and sys.argv[2] in PLANS:
+        sys.exit(_child_main(sys.argv[2], float(sys.argv[3])))
+    print(f"usage: python -m bench.expiry run {{{'|'.join(PLANS)}}} TIMEOUT   (started by python -m bench.run)")
     sys.exit(2)
