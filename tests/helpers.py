@@ -90,3 +90,6 @@ class ApiClient:
 
     def put(self, path: str, body: Any = None, **kw: Any) -> ApiResponse:
         return self.call("PUT", path, body, **kw)
+
+    def patch(self, path: str, body: Any = None, **kw: Any) -> ApiResponse:
+        return self.call("PATCH", path, body, **kw)

@@ -16,8 +16,9 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 
-# (function name or ARN's last part, payload) -> (payload, error type or None)
-Dispatcher = Callable[[str, Any], tuple[Any, str | None]]
+# (function name or ARN's last part, payload) -> (payload, error type or None), or None when
+# the function is not this dispatcher's (the next registered hook, or the real call, answers).
+Dispatcher = Callable[[str, Any], tuple[Any, str | None] | None]
 
 
 def _function_name(params: dict[str, Any]) -> str:
@@ -32,10 +33,13 @@ def _function_name(params: dict[str, Any]) -> str:
 def install(dispatch: Dispatcher) -> Callable[..., Any]:
     """Register the hook on boto3's default session; returns it (for ``uninstall``)."""
 
-    def answer(model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    def answer(model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         body = params.get("body") or b"{}"
         event = json.loads(body.decode() if isinstance(body, bytes) else body or "{}")
-        payload, error = dispatch(_function_name(params), event)
+        answered = dispatch(_function_name(params), event)
+        if answered is None:
+            return None
+        payload, error = answered
         data = json.dumps(payload).encode()
         parsed: dict[str, Any] = {
             "StatusCode": 200,

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import audit_routes
+import checkout_routes
+import order_routes
 import reservation_routes
 import stock_routes
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -18,12 +21,16 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from http_common import error_response, idempotent_resolve, precheck, validation_details
 
+from stockhold import actor
 from stockhold.errors import StockholdError
 from stockhold.observability import logger, metrics, tracer
 
 app = APIGatewayRestResolver(enable_validation=True)
 app.include_router(stock_routes.router)
 app.include_router(reservation_routes.router)
+app.include_router(checkout_routes.router)
+app.include_router(order_routes.router)
+app.include_router(audit_routes.router)
 
 
 def openapi_json() -> str:
@@ -68,4 +75,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     rejected = precheck(event)
     if rejected is not None:
         return rejected
-    return idempotent_resolve(app, event, context)
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    with actor.acting_as(actor.api_caller(str(authorizer.get("role", "unknown")), authorizer.get("keyId"))):
+        return idempotent_resolve(app, event, context)

@@ -47,7 +47,8 @@ def put_stock(sku: SkuPath, body: Annotated[StockIn, Body()]) -> Response[StockO
 @router.post("/stock/<sku>/adjustments", summary="Receive or write off units (admin)", tags=["stock"], responses=ERRORS)
 def adjust_stock(sku: SkuPath, body: Annotated[AdjustmentIn, Body()]) -> Response[StockOut]:
     who = caller(router.current_event, admin=True)
-    level = services().stock.adjust(who.store_id, sku, body.delta, idempotency_key(router.current_event.raw_event))
+    key = idempotency_key(router.current_event.raw_event)
+    level = services().stock.adjust(who.store_id, sku, body.delta, key, body.reason)
     logger.info("stock adjusted", sku=sku, delta=body.delta, reason=body.reason)
     return Response(200, "application/json", _out(level))
 

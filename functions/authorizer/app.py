@@ -43,7 +43,7 @@ def lambda_handler(event: APIGatewayAuthorizerTokenEvent, context: LambdaContext
         aws_account_id=arn.aws_account_id,
         api_id=arn.api_id,
         stage=arn.stage,
-        context={"storeId": principal.store_id, "role": principal.role.value},
+        context={"storeId": principal.store_id, "role": principal.role.value, "keyId": principal.key_id or ""},
     )
     policy.allow_all_routes()
     return policy.asdict()

@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from stockhold import actor
 from stockhold.observability import logger, metrics, tracer
 from stockhold.runtime import services
 
@@ -15,5 +16,6 @@ from stockhold.runtime import services
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report: dict[str, Any] = services().reconciler.run().as_dict()
+    with actor.acting_as(actor.RECONCILE):
+        report: dict[str, Any] = services().reconciler.run().as_dict()
     return report

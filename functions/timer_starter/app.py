@@ -1,7 +1,9 @@
 """Starts one hold-timer execution per new hold, from the table's stream.
 
 Its FilterCriteria admit only INSERTs of ACTIVE reservations. The execution is named
-after the store and hold, so a redelivered record starts nothing new.
+after the store and hold, so a redelivered record starts nothing new. A checkout's hold
+also gets ``warnAt`` (EXPIRING_NOTICE_SECONDS before its deadline, when still ahead): the
+timer wakes then to have ReservationExpiring published (docs/events.md).
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ def execution_name(store_id: str, reservation_id: str) -> str:
 
 def start_timer(record: DynamoDBRecord) -> None:
     res = reservation_from_item(from_av(record.raw_event["dynamodb"]["NewImage"]))
-    payload = {
+    payload: dict[str, Any] = {
         "storeId": res.store_id,
         "reservationId": res.reservation_id,
         "expiresAt": timer_deadline(res.expires_at),
         "loop": 0,
     }
+    warn_at = services().reservations.expiring_notice_at(res)  # a checkout's hold: ReservationExpiring first
+    if warn_at is not None:
+        payload["warnAt"] = timer_deadline(warn_at)
     try:
         stepfunctions_client().start_execution(
             stateMachineArn=services().settings.HOLD_TIMER_ARN,

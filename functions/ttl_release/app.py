@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from stockhold import actor
 from stockhold.observability import logger, metrics, tracer
 from stockhold.runtime import services
 from stockhold.store import from_av, reservation_from_item
@@ -24,7 +25,9 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 def release_deleted_hold(record: DynamoDBRecord) -> None:
     res = reservation_from_item(from_av(record.raw_event["dynamodb"]["OldImage"]))
-    if not services().reservations.restore_after_ttl(res):
+    with actor.acting_as(actor.TTL):
+        restored = services().reservations.restore_after_ttl(res)
+    if not restored:
         logger.info("TTL record already handled", reservation_id=res.reservation_id)
 
 

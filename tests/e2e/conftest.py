@@ -16,6 +16,13 @@ from tools.admin import main as admin_main
 from tools.local.stack import LocalStack, StackConfig
 
 pytestmark = pytest.mark.e2e
+# Short deadlines, through the same environment overrides an operator uses with `make run`.
+E2E_OVERRIDES = {
+    "MIN_HOLD_SECONDS": "1",
+    "CHECKOUT_HOLD_SECONDS": "30",
+    "EXTEND_THRESHOLD_SECONDS": "10",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
 
 
 @dataclass
@@ -76,6 +83,9 @@ class Http:
     def put(self, path: str, body: Any = None, **kw: Any) -> HttpReply:
         return self.request("PUT", path, body, **kw)
 
+    def patch(self, path: str, body: Any = None, **kw: Any) -> HttpReply:
+        return self.request("PATCH", path, body, **kw)
+
 
 @dataclass
 class Stack:
@@ -115,7 +125,7 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    config = StackConfig(port=0, concurrency=4, overrides={"MIN_HOLD_SECONDS": "1", "POWERTOOLS_LOG_LEVEL": "WARNING"})
+    config = StackConfig(port=0, concurrency=4, overrides=E2E_OVERRIDES)
     local = LocalStack(config).start()
     url = local.url
     try:

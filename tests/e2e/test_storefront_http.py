@@ -208,7 +208,10 @@ def test_put_below_reserved_plus_allocated_is_a_stock_conflict(stack: Stack) -> 
     reserved(stack.storefront, cart_id(), (sku, 3))
     confirmed = reserved(stack.storefront, cart_id(), (sku, 2))
     assert (
-        stack.storefront.post(f"/reservations/{confirmed['reservationId']}/confirm", {"orderId": "o-1"}).status == 200
+        stack.storefront.post(
+            f"/reservations/{confirmed['reservationId']}/confirm", {"orderId": f"o-{confirmed['reservationId']}"}
+        ).status
+        == 200
     )
     assert counters(stack.admin, sku) == {sku: (10, 5, 3, 2)}
 
@@ -285,14 +288,15 @@ def test_confirm_moves_reserved_to_allocated_and_is_idempotent_by_order(stack: S
     rid = reserved(stack.storefront, cart_id(), (a, 2), (b, 1))["reservationId"]
     assert counters(stack.admin, a, b) == {a: (10, 8, 2, 0), b: (5, 4, 1, 0)}
 
-    first = stack.storefront.post(f"/reservations/{rid}/confirm", {"orderId": "o-1"})
+    order_id = f"o-{rid}"  # order ids are unique per store: a confirm creates the order
+    first = stack.storefront.post(f"/reservations/{rid}/confirm", {"orderId": order_id})
     assert first.status == 200, first.body
     assert_reservation_shape(first.body)
-    assert (first.body["status"], first.body["orderId"]) == ("CONFIRMED", "o-1")
+    assert (first.body["status"], first.body["orderId"]) == ("CONFIRMED", order_id)
     ts(first.body["endedAt"])
     assert counters(stack.admin, a, b) == {a: (10, 8, 0, 2), b: (5, 4, 0, 1)}
 
-    again = stack.storefront.post(f"/reservations/{rid}/confirm", {"orderId": "o-1"})
+    again = stack.storefront.post(f"/reservations/{rid}/confirm", {"orderId": order_id})
     assert (again.status, again.body) == (200, first.body)
     assert counters(stack.admin, a, b) == {a: (10, 8, 0, 2), b: (5, 4, 0, 1)}
 

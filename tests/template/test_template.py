@@ -42,7 +42,10 @@ def _env_names_read(path: Path) -> set[str]:
     return set(re.findall(r"os\.(?:environ(?:\.get)?\(|environ\[|getenv\()\s*[\"']([A-Z0-9_]+)[\"']", text))
 
 
-FUNCTION_SPECIFIC = {"HOLD_TIMER_ARN": "TimerStarterFunction"}  # would be a cycle in Globals
+FUNCTION_SPECIFIC = {
+    "HOLD_TIMER_ARN": "TimerStarterFunction",  # would be a cycle in Globals
+    "EVENT_BUS_NAME": "EventsFunction",  # only the publisher needs the bus
+}
 
 
 def test_every_setting_is_set_by_the_template_with_the_same_default() -> None:

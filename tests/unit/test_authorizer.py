@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -35,7 +36,11 @@ def keys(aws: None) -> dict[str, str]:
 @pytest.mark.parametrize("role", ["admin", "storefront"])
 def test_a_known_key_is_allowed_with_its_store_and_role(keys: dict[str, str], role: str) -> None:
     policy = _authorize(f"Bearer {keys[role]}")
-    assert policy["context"] == {"storeId": "demo", "role": role}
+    assert policy["context"] == {
+        "storeId": "demo",
+        "role": role,
+        "keyId": hashlib.sha256(keys[role].encode()).hexdigest()[:8],
+    }
     statement = policy["policyDocument"]["Statement"][0]
     assert statement["Effect"] == "Allow"
     assert statement["Resource"] == ["arn:aws:execute-api:us-east-1:123456789012:abc123/v1/*/*"]
@@ -63,8 +68,10 @@ def test_the_operator_command_creates_a_store_and_working_keys(aws: None, capsys
     printed = capsys.readouterr().out
     admin_key = printed.split("admin key:")[1].split()[0]
     front_key = printed.split("storefront key:")[1].split()[0]
-    assert _authorize(f"Bearer {admin_key}")["context"] == {"storeId": "acme", "role": "admin"}
-    assert _authorize(f"bearer {front_key}")["context"] == {"storeId": "acme", "role": "storefront"}
+    admin_ctx, front_ctx = _authorize(f"Bearer {admin_key}")["context"], _authorize(f"bearer {front_key}")["context"]
+    assert (admin_ctx["storeId"], admin_ctx["role"]) == ("acme", "admin")
+    assert (front_ctx["storeId"], front_ctx["role"]) == ("acme", "storefront")
+    assert admin_ctx["keyId"] != front_ctx["keyId"]  # the key (by its hash) is named, never shown
 
 
 def test_a_revoked_key_is_refused(aws: None, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,7 +1,9 @@
 """Hypothesis interleaves reserve, extend, confirm, release, expire (timer), time passing,
-TTL deletion (+ the backstop) and reconciliation; after every step the counters add up
-and equal what the holds themselves say: reserved = units of ACTIVE holds, allocated =
-units of CONFIRMED ones."""
+TTL deletion (+ the backstop), reconciliation, checkouts (start, update, payment,
+complete, cancel) and orders (fulfil, cancel); after every step the counters add up and
+equal what the records themselves say: reserved = units of ACTIVE holds, allocated =
+units of CONFIRMED holds whose order is still PLACED; and a checkout is ``checkout``
+exactly while its hold is ACTIVE."""
 
 from __future__ import annotations
 
@@ -15,15 +17,19 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 from moto import mock_aws
 
 from stockhold import runtime
+from stockhold.checkout import CheckoutService, OrderService
 from stockhold.errors import (
     CartAlreadyReserved,
+    CheckoutNotOpen,
     ExtensionLimitReached,
+    HeldByCheckout,
     InsufficientStock,
     NotFound,
+    OrderNotOpen,
     ReservationExpired,
     ReservationNotActive,
 )
-from stockhold.models import Line, ReservationStatus
+from stockhold.models import CheckoutStatus, Line, OrderStatus, ReservationStatus
 from stockhold.reconcile import Reconciler
 from stockhold.service import ExpirePath, ReservationService, StockService
 from stockhold.settings import Settings
@@ -39,11 +45,16 @@ EXPECTED = (
     NotFound,
     ReservationExpired,
     ReservationNotActive,
+    HeldByCheckout,
+    CheckoutNotOpen,
+    OrderNotOpen,
 )
 
 
 class HoldLifecycle(RuleBasedStateMachine):
     reservations = Bundle("reservations")
+    checkouts = Bundle("checkouts")
+    orders = Bundle("orders")
 
     def __init__(self) -> None:
         super().__init__()
@@ -58,6 +69,8 @@ class HoldLifecycle(RuleBasedStateMachine):
             MIN_HOLD_SECONDS=1,
             DEFAULT_HOLD_SECONDS=10,
             MAX_HOLD_SECONDS=60,
+            CHECKOUT_HOLD_SECONDS=30,
+            PAYMENT_HOLD_SECONDS=60,
             MAX_EXTENSIONS=2,
             TTL_GRACE_SECONDS=5,
             SWEEP_GRACE_SECONDS=3,
@@ -68,6 +81,8 @@ class HoldLifecycle(RuleBasedStateMachine):
         self.holds = ReservationService(store, cfg, clock)
         self.stock = StockService(store, cfg, clock)
         self.reconciler = Reconciler(store, self.holds, cfg, clock)
+        self.checkout = CheckoutService(store, cfg, self.holds, self.stock, clock)
+        self.order = OrderService(store, clock)
         for sku in SKUS:
             self.stock.set("demo", sku, on_hand=6, low_stock_threshold=None, unlimited=False)
 
@@ -143,20 +158,81 @@ class HoldLifecycle(RuleBasedStateMachine):
     def reconcile(self) -> None:
         self.reconciler.run()
 
+    @rule(
+        target=checkouts,
+        cart=st.sampled_from(["c3", "c4", "k1", "k2"]),
+        lines=st.lists(
+            st.tuples(st.sampled_from(SKUS), st.integers(1, 3)), min_size=1, max_size=2, unique_by=lambda t: t[0]
+        ),
+    )
+    def start_checkout(self, cart: str, lines: list[tuple[str, int]]) -> Any:
+        try:
+            view = self.checkout.start(
+                "demo", cart_id=cart, customer_id=None, lines=[Line(sku=s, quantity=q) for s, q in lines]
+            )
+        except EXPECTED:
+            return multiple()
+        return view.checkout.checkout_id
+
+    @rule(cid=checkouts, step=st.sampled_from(["shipping", "review"]))
+    def update_checkout(self, cid: str, step: str) -> None:
+        try:
+            self.checkout.update("demo", cid, {"step": step})
+        except EXPECTED:
+            pass
+
+    @rule(cid=checkouts)
+    def pay(self, cid: str) -> None:
+        try:
+            self.checkout.payment("demo", cid)
+        except EXPECTED:
+            pass
+
+    @rule(target=orders, cid=checkouts)
+    def complete(self, cid: str) -> Any:
+        try:
+            return self.checkout.complete("demo", cid, f"pay-{cid}").order_id
+        except EXPECTED:
+            return multiple()
+
+    @rule(cid=checkouts, reason=st.sampled_from(["payment_failed", "cancelled"]))
+    def cancel_checkout(self, cid: str, reason: str) -> None:
+        try:
+            self.checkout.cancel("demo", cid, reason)
+        except EXPECTED:
+            pass
+
+    @rule(oid=orders, fulfil=st.booleans())
+    def finish_order(self, oid: str, fulfil: bool) -> None:
+        try:
+            (self.order.fulfil if fulfil else self.order.cancel)("demo", oid)
+        except EXPECTED:
+            pass
+
     def _reservation_items(self) -> list[dict[str, Any]]:
         items = self.client.scan(TableName=TABLE, ConsistentRead=True)["Items"]
         return [from_av(i) for i in items if i["type"]["S"] == "RESERVATION"]
 
     @invariant()
-    def counters_equal_what_the_holds_say(self) -> None:
+    def counters_and_checkouts_equal_what_the_holds_say(self) -> None:
+        every = [from_av(i) for i in self.client.scan(TableName=TABLE, ConsistentRead=True)["Items"]]
+        of = {kind: [i for i in every if i["type"] == kind] for kind in ("RESERVATION", "CHECKOUT", "ORDER")}
+        holds = {i["reservationId"]: i["status"] for i in of["RESERVATION"]}
+        for chk in of["CHECKOUT"]:
+            held = holds.get(chk.get("reservationId", ""))
+            if chk["status"] == CheckoutStatus.CHECKOUT.value:
+                assert held == "ACTIVE", (chk, held)
+            else:
+                assert held != "ACTIVE", ("an active hold of a checkout that is not in checkout", chk)
         reserved: Counter[str] = Counter()
         allocated: Counter[str] = Counter()
-        for item in self._reservation_items():
+        open_orders = {o["orderId"] for o in of["ORDER"] if o["status"] == OrderStatus.PLACED.value}
+        for item in of["RESERVATION"]:
             res = reservation_from_item(item)
             for line in res.held_lines:
                 if res.status is ReservationStatus.ACTIVE:
                     reserved[line.sku] += line.quantity
-                elif res.status is ReservationStatus.CONFIRMED:
+                elif res.status is ReservationStatus.CONFIRMED and res.order_id in open_orders:
                     allocated[line.sku] += line.quantity
         for sku in SKUS:
             level = self.stock.get("demo", sku)
@@ -169,5 +245,5 @@ class HoldLifecycle(RuleBasedStateMachine):
 
 TestHoldLifecycle = HoldLifecycle.TestCase
 TestHoldLifecycle.settings = settings(
-    max_examples=20, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=12, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

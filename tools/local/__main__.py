@@ -2,7 +2,8 @@
 
 Environment: STOCKHOLD_PORT (3000), STOCKHOLD_DATA_DIR (keep data between runs),
 STOCKHOLD_ADMIN_KEY / STOCKHOLD_STOREFRONT_KEY (local-admin / local-storefront),
-STOCKHOLD_CONCURRENCY (4 workers per function), and any variable the template
+STOCKHOLD_CONCURRENCY (4 workers per function), STOCKHOLD_EVENTS_LOG (.local/events.jsonl:
+every published stock event, one JSON per line; "" for none), and any variable the template
 gives a function (e.g. MIN_HOLD_SECONDS=1) to override it.
 """
 
@@ -36,6 +37,7 @@ stockhold is running at {url}  (ready in {time.monotonic() - started:.1f} s)
   admin key:      {config.admin_key}
   storefront key: {config.storefront_key}
   API document:   {url}/openapi.json
+  stock events:   printed below as [event] lines{f"; every one also in {config.events_log}" if config.events_log else ""}
 
 Try:
   curl -s {url}/stock/MUG -H 'Authorization: Bearer {config.storefront_key}'

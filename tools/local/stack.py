@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,9 +15,11 @@ from typing import Any
 import boto3
 
 from tools import template
-from tools.ddblocal import DynamoDBLocal, client_kwargs
+from tools.ddblocal import LOCAL_DIR, DynamoDBLocal, client_kwargs
+from tools.local.eventbuses import EventBuses
 from tools.local.functions import FunctionPool
 from tools.local.gateway import Gateway
+from tools.local.motoserver import MotoServer
 from tools.local.schedules import Schedule
 from tools.local.statemachines import StateMachines, lambda_arn
 from tools.local.streams import StreamSource
@@ -37,18 +40,21 @@ class StackConfig:
     ddb_endpoint: str | None = None  # use a running DynamoDB Local instead of starting one
     table_suffix: str = ""
     schedule_seconds: float | None = None  # run every schedule at this period instead of its rate
+    events_log: Path | None = None  # every published event, one JSON per line (make run: .local/events.jsonl)
     overrides: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
         env = dict(os.environ if env is None else env)
         data = env.get("STOCKHOLD_DATA_DIR")
+        events = env.get("STOCKHOLD_EVENTS_LOG", str(LOCAL_DIR / "events.jsonl"))  # "" = none
         return cls(
             port=int(env.get("STOCKHOLD_PORT", "3000")),
             data_dir=Path(data) if data else None,
             admin_key=env.get("STOCKHOLD_ADMIN_KEY", "local-admin"),
             storefront_key=env.get("STOCKHOLD_STOREFRONT_KEY", "local-storefront"),
             concurrency=int(env.get("STOCKHOLD_CONCURRENCY", "4")),
+            events_log=Path(events) if events else None,
             overrides=env,
         )
 
@@ -62,7 +68,11 @@ class LocalStack:
         self.pools: dict[str, FunctionPool] = {}
         self.streams: list[StreamSource] = []
         self.schedules: list[Schedule] = []
-        self.state_machines = StateMachines(lambda: self.pools)
+        self.moto = MotoServer()  # Step Functions and EventBridge, in this process
+        # Function and state machine names of this stack's own (moto and the Lambda hook are per process).
+        self.name_suffix = "-" + uuid.uuid4().hex[:6]
+        self.state_machines = StateMachines(lambda: self.pools, self.moto, self.name_suffix)
+        self.event_buses = EventBuses(self.moto, suffix=config.table_suffix, log_path=config.events_log)
         self._extra_refs: dict[str, str] = {}
         self._server: ThreadingHTTPServer | None = None
         self._server_thread: threading.Thread | None = None
@@ -73,6 +83,10 @@ class LocalStack:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    def events(self, detail_type: str | None = None) -> list[dict[str, Any]]:
+        """Every event published on the template's buses so far (EventBridge envelopes), oldest first."""
+        return self.event_buses.events(detail_type)
+
     # ------------------------------------------------------------------ start
 
     def start(self) -> LocalStack:
@@ -82,6 +96,12 @@ class LocalStack:
             self._extra_refs.update(self.state_machines.start(self._refs()))
             if self.state_machines.arns:
                 self._say(f"state machines: {', '.join(self.state_machines.arns)} (moto's Step Functions interpreter)")
+            self._extra_refs.update(self.event_buses.start(self._refs()))
+            if self.event_buses.names:
+                where = f"; also in {self.config.events_log}" if self.config.events_log else ""
+                self._say(
+                    f"event buses: {', '.join(self.event_buses.names.values())} (moto; printed as [event]{where})"
+                )
             self._start_functions()
             if self.config.seed:
                 self._seed()
@@ -122,7 +142,7 @@ class LocalStack:
     def _refs(self) -> dict[str, str]:
         refs: dict[str, str] = dict(template.parameter_defaults())
         refs.update(self.tables)
-        refs.update({f"{name}.Arn": lambda_arn(name) for name in template.functions()})
+        refs.update({f"{name}.Arn": lambda_arn(name, self.name_suffix) for name in template.functions()})
         refs.update(self._extra_refs)
         refs.update(
             {
@@ -152,6 +172,7 @@ class LocalStack:
             "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
             "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
             **({"AWS_ENDPOINT_URL_SFN": self.state_machines.endpoint} if self.state_machines.endpoint else {}),
+            **({"AWS_ENDPOINT_URL_EVENTBRIDGE": self.moto.endpoint} if self.event_buses.names else {}),
             "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
             "POWERTOOLS_TRACE_DISABLED": self.config.overrides.get("POWERTOOLS_TRACE_DISABLED", "true"),
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -284,6 +305,8 @@ class LocalStack:
             self._server.server_close()
             self._server = None
         self.state_machines.stop()
+        self.event_buses.stop()
+        self.moto.stop()
         for pool in self.pools.values():
             pool.shutdown()
         self.pools.clear()

@@ -1,40 +1,33 @@
 """Step Functions, locally: each AWS::Serverless::StateMachine of the template, from its
 ASL file after DefinitionSubstitutions, run by moto's interpreter (a port of
-LocalStack's) in a moto server inside the stack's process. Lambda tasks are answered
-by the function pools through a ``before-call.lambda.Invoke`` hook."""
+LocalStack's) in the stack's moto server (tools/local/motoserver.py). Lambda tasks are
+answered by the function pools through a ``before-call.lambda.Invoke`` hook."""
 
 from __future__ import annotations
 
-import json
-import socket
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-import boto3
-from moto.server import ThreadedMotoServer
-
 from tools import lambda_hook, template
 from tools.local.functions import FunctionPool
-
-REGION = "us-east-1"
-ACCOUNT = "000000000000"
+from tools.local.motoserver import ACCOUNT, REGION, MotoServer
 
 
-def lambda_arn(logical_id: str) -> str:
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def lambda_arn(logical_id: str, suffix: str = "") -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}{suffix}"
 
 
 class StateMachines:
-    def __init__(self, pools: Callable[[], dict[str, FunctionPool]]) -> None:
+    def __init__(
+        self, pools: Callable[[], dict[str, FunctionPool]], server: MotoServer | None = None, suffix: str = ""
+    ) -> None:
+        """``suffix`` makes this stack's function and state machine names its own: moto's state
+        and the boto3 hook are process-wide, and two stacks (or a stack and a test) may share
+        a process; each hook answers only for its own functions."""
         self._pools = pools
-        self._server: ThreadedMotoServer | None = None
+        self.suffix = suffix
+        self._owns_server = server is None  # a server of its own is stopped with it
+        self._server = server if server is not None else MotoServer()
         self._hook: Any = None
         self.endpoint = ""
         self.arns: dict[str, str] = {}
@@ -44,40 +37,27 @@ class StateMachines:
         machines = template.resources("AWS::Serverless::StateMachine")
         if not machines:
             return {}
-        port = _free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        self._server.start()
-        self.endpoint = f"http://127.0.0.1:{port}"
-        request = urllib.request.Request(
-            f"{self.endpoint}/moto-api/config",
-            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        urllib.request.urlopen(request, timeout=10).read()
+        self.endpoint = self._server.start()
+        self._server.configure({"stepfunctions": {"execute_state_machine": True}})
         self._hook = lambda_hook.install(self._dispatch)
-        client = boto3.client(
-            "stepfunctions",
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+        client = self._server.client("stepfunctions")
         for logical, res in machines.items():
             props = res["Properties"]
             definition = (template.ROOT / props["DefinitionUri"]).read_text()
             for name, value in props.get("DefinitionSubstitutions", {}).items():
                 definition = definition.replace("${" + name + "}", str(template.resolve(value, refs)))
             self.arns[logical] = client.create_state_machine(
-                name=logical,
+                name=logical + self.suffix,
                 definition=definition,
                 roleArn=f"arn:aws:iam::{ACCOUNT}:role/{logical}",
                 type=props.get("Type", "STANDARD"),
             )["stateMachineArn"]
         return self.arns
 
-    def _dispatch(self, function: str, event: Any) -> tuple[Any, str | None]:
-        pool = self._pools().get(function)
+    def _dispatch(self, function: str, event: Any) -> tuple[Any, str | None] | None:
+        if not function.endswith(self.suffix):
+            return None  # another stack's (or test's) function: not ours to answer
+        pool = self._pools().get(function[: len(function) - len(self.suffix)] if self.suffix else function)
         if pool is None:
             return {"errorType": "ResourceNotFoundException", "errorMessage": f"no function {function}"}, "Unhandled"
         result = pool.invoke(event)
@@ -86,9 +66,9 @@ class StateMachines:
         return result.payload, None
 
     def stop(self) -> None:
+        """Stop invoking functions (the Lambda hook goes); the server stops with its owner."""
         if self._hook is not None:
             lambda_hook.uninstall(self._hook)
             self._hook = None
-        if self._server is not None:
+        if self._owns_server:
             self._server.stop()
-            self._server = None

@@ -108,3 +108,45 @@ class TooBusy(StockholdError):
 
     code = "TOO_BUSY"
     status = 503
+
+
+class CheckoutNotOpen(StockholdError):
+    """The checkout is not in a status that allows this step (completed, abandoned, or
+    ``active`` with nothing held)."""
+
+    code = "CHECKOUT_NOT_OPEN"
+    status = 409
+
+    def __init__(self, checkout_id: str, status: str, message: str | None = None) -> None:
+        super().__init__(message or f"checkout {checkout_id} is {status}", {"status": status})
+
+
+class HeldByCheckout(StockholdError):
+    """A checkout's hold is ended through the checkout (complete / cancel), not directly."""
+
+    code = "RESERVATION_HELD_BY_CHECKOUT"
+    status = 409
+
+    def __init__(self, reservation_id: str, checkout_id: str, action: str) -> None:
+        super().__init__(
+            f"reservation {reservation_id} belongs to checkout {checkout_id}; {action} the checkout instead",
+            {"checkoutId": checkout_id},
+        )
+
+
+class OrderNotOpen(StockholdError):
+    code = "ORDER_NOT_OPEN"
+    status = 409
+
+    def __init__(self, order_id: str, status: str) -> None:
+        super().__init__(f"order {order_id} is already {status}", {"status": status})
+
+
+class OrderIdTaken(StockholdError):
+    code = "ORDER_ID_TAKEN"
+    status = 409
+
+    def __init__(self, order_id: str, reservation_id: str | None) -> None:
+        super().__init__(
+            f"order {order_id} already exists for another reservation", {"orderId": order_id, "of": reservation_id}
+        )

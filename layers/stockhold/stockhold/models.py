@@ -82,6 +82,8 @@ class Reservation(BaseModel):
     end_reason: str | None = None
     order_id: str | None = None
     expired_by: str | None = None  # timer | ttl | reconcile | request: which path ended it
+    checkout_id: str | None = None  # set when a checkout made the hold: the checkout follows its end
+    payment_window_at: int | None = None  # when the checkout entered payment (extended once, for free)
 
     def status_at(self, now_ms: int) -> ReservationStatus:
         """A hold is over at its deadline, whether or not anything has released it yet."""
@@ -99,6 +101,63 @@ class Reservation(BaseModel):
     @property
     def extensions_left(self) -> int:
         return max(0, self.max_extensions - self.extensions_used)
+
+
+class CheckoutStatus(StrEnum):
+    """The cart-as-quote lifecycle: ``active -> checkout -> completed | abandoned``."""
+
+    ACTIVE = "active"  # no hold (payment failed): the shopper may start again
+    CHECKOUT = "checkout"  # stock held on the checkout's deadline
+    COMPLETED = "completed"
+    ABANDONED = "abandoned"
+
+
+class Checkout(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    checkout_id: str
+    store_id: str
+    cart_id: str
+    customer_id: str | None
+    status: CheckoutStatus
+    items: tuple[Line, ...]
+    reservation_id: str | None
+    order_id: str | None = None
+    shipping_address: dict[str, str] | None = None
+    billing_address: dict[str, str] | None = None
+    payment_method: str | None = None
+    shipping_method_id: str | None = None
+    step: str | None = None
+    end_reason: str | None = None
+    created_at: int
+    updated_at: int
+    version: int = 0  # bumped by every write; full writes are conditional on it
+
+
+class OrderStatus(StrEnum):
+    PLACED = "PLACED"  # paid; units allocated
+    FULFILLED = "FULFILLED"  # shipped; units left onHand
+    CANCELLED = "CANCELLED"  # units back to available
+
+
+class Order(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    order_id: str
+    store_id: str
+    checkout_id: str | None
+    reservation_id: str
+    cart_id: str
+    customer_id: str | None
+    lines: tuple[HeldLine, ...]
+    status: OrderStatus
+    payment_reference: str | None
+    created_at: int
+    updated_at: int
+
+    @property
+    def held_lines(self) -> tuple[HeldLine, ...]:
+        return tuple(line for line in self.lines if line.held)
 
 
 def rfc3339(epoch_ms: int) -> str:

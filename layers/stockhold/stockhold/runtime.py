@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from stockhold.checkout import CheckoutService, OrderService
 from stockhold.reconcile import Reconciler
 from stockhold.service import ReservationService, StockService
 from stockhold.settings import Settings, get_settings
@@ -39,12 +40,20 @@ def stepfunctions_client() -> Any:
     return boto3.client("stepfunctions", config=_CLIENT_CONFIG)
 
 
+@lru_cache(maxsize=1)
+def events_client() -> Any:
+    """EventBridge (``AWS_ENDPOINT_URL_EVENTBRIDGE`` points it elsewhere, e.g. the local stack's moto)."""
+    return boto3.client("events", config=_CLIENT_CONFIG)
+
+
 @dataclass(frozen=True)
 class Services:
     settings: Settings
     store: DynamoStore
     stock: StockService
     reservations: ReservationService
+    checkouts: CheckoutService
+    orders: OrderService
     tenancy: Tenancy
     reconciler: Reconciler
 
@@ -54,11 +63,14 @@ def services() -> Services:
     settings = get_settings()
     store = DynamoStore(dynamodb_client(), settings.TABLE_NAME)
     reservations = ReservationService(store, settings)
+    stock = StockService(store, settings)
     return Services(
         settings=settings,
         store=store,
-        stock=StockService(store, settings),
+        stock=stock,
         reservations=reservations,
+        checkouts=CheckoutService(store, settings, reservations, stock),
+        orders=OrderService(store),
         tenancy=Tenancy(store),
         reconciler=Reconciler(store, reservations, settings),
     )
@@ -69,4 +81,5 @@ def reset() -> None:
     services.cache_clear()
     dynamodb_client.cache_clear()
     stepfunctions_client.cache_clear()
+    events_client.cache_clear()
     get_settings.cache_clear()

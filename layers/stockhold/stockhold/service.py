@@ -22,20 +22,33 @@ from aws_lambda_powertools.metrics import MetricUnit
 from stockhold.errors import (
     CartAlreadyReserved,
     ExtensionLimitReached,
+    HeldByCheckout,
     IdempotencyKeyReused,
     InsufficientStock,
     NotFound,
+    OrderIdTaken,
     ReservationExpired,
     ReservationNotActive,
     StockConflict,
     TooBusy,
     ValidationFailed,
 )
-from stockhold.models import HeldLine, Line, Reservation, ReservationStatus, StockLevel, rfc3339
+from stockhold.models import (
+    CheckoutStatus,
+    HeldLine,
+    Line,
+    Order,
+    OrderStatus,
+    Reservation,
+    ReservationStatus,
+    StockLevel,
+    rfc3339,
+)
 from stockhold.observability import count, logger, metrics
 from stockhold.settings import Settings
 from stockhold.store import (
     MAX_TRANSACTION_ACTIONS,
+    Cause,
     DynamoStore,
     ReserveRejected,
     StockMove,
@@ -52,6 +65,11 @@ MAX_ON_HAND = 1_000_000_000
 _RETRIES = 4
 
 Clock = Callable[[], int]
+ExtraActions = Callable[[Reservation], Sequence[dict[str, Any]]]
+
+
+class CheckoutChanged(Exception):
+    """A checkout's conditional write inside a hold's transaction failed: re-read it."""
 
 
 def now_ms() -> int:
@@ -192,10 +210,12 @@ class StockService:
             },
         )
 
-    def adjust(self, store_id: str, sku: str, delta: int, idempotency_key: str | None = None) -> StockLevel:
+    def adjust(
+        self, store_id: str, sku: str, delta: int, idempotency_key: str | None = None, reason: str | None = None
+    ) -> StockLevel:
         token = request_token(store_id, idempotency_key, "adjust", sku) if idempotency_key else None
         try:
-            return self._store.adjust_stock(store_id, sku, delta, self._clock(), token)
+            return self._store.adjust_stock(store_id, sku, delta, self._clock(), token, reason)
         except StockWriteRejected as rejected:
             if rejected.current is None:
                 raise NotFound(f"no stock record for SKU {sku}") from None
@@ -263,12 +283,18 @@ class ReservationService:
         hold_seconds: int | None = None,
         replace: bool = False,
         idempotency_key: str | None = None,
+        checkout_id: str | None = None,
+        extra: ExtraActions | None = None,
     ) -> Reservation:
-        """Hold every line or none, in one transaction."""
+        """Hold every line or none, in one transaction.
+
+        A checkout passes its id and ``extra``: its own write, made in the same transaction
+        (raises CheckoutChanged when that write's condition fails)."""
         check_lines(lines)
         hold = self._hold_seconds(hold_seconds)
-        rid = derived_id("res_", store_id, idempotency_key) if idempotency_key else new_id("res_")
-        token = request_token(store_id, idempotency_key, "reserve") if idempotency_key else None
+        scope = "checkout" if checkout_id else "reserve"
+        rid = derived_id("res_", store_id, idempotency_key, scope) if idempotency_key else new_id("res_")
+        token = request_token(store_id, idempotency_key, scope) if idempotency_key else None
         unlimited: set[str] = set()
         freed_dead_holds = False
         replacing = self._active_holder(store_id, cart_id) if replace else None
@@ -286,13 +312,18 @@ class ReservationService:
                 expires_at=now + hold * 1000,
                 extensions_used=0,
                 max_extensions=self._settings.MAX_EXTENSIONS,
+                checkout_id=checkout_id,
             )
+            if replacing is not None and replacing.checkout_id and replacing.checkout_id != checkout_id:
+                raise HeldByCheckout(replacing.reservation_id, replacing.checkout_id, "cancel")
             moves = _reserve_moves(res, replacing)
-            if 3 + len(moves) > MAX_TRANSACTION_ACTIONS:
+            extras = list(extra(res)) if extra else []
+            bookkeeping = 2 + (1 if replacing else 0) + len(extras)
+            if bookkeeping + len(moves) > MAX_TRANSACTION_ACTIONS:
                 raise ValidationFailed(
                     f"the old and new carts together touch {len(moves)} SKUs; an atomic swap holds at most "
-                    f"{MAX_TRANSACTION_ACTIONS - 3}. Release the old reservation first.",
-                    {"fields": [{"field": "replace"}]},
+                    f"{MAX_TRANSACTION_ACTIONS - bookkeeping}. Release the old reservation first.",
+                    {"fields": [{"field": "items"}]},
                 )
             try:
                 self._store.create_reservation(
@@ -306,10 +337,13 @@ class ReservationService:
                     ended_purge_at=self._ended_purge_at(now),
                     now_ms=now,
                     token=token,
+                    extra=extras,
                 )
             except ReserveRejected as why:
                 if why.reservation_exists:
                     return self._earlier_result(store_id, rid, cart_id, lines)
+                if why.extra_failed:
+                    raise CheckoutChanged() from None
                 if why.unlimited_skus or why.limited_skus:
                     unlimited |= set(why.unlimited_skus)
                     unlimited -= set(why.limited_skus)
@@ -397,7 +431,7 @@ class ReservationService:
         res = self.get(store_id, reservation_id)
         for _ in range(_RETRIES):
             now = self._clock()
-            self._require_live(res, now)
+            self.require_live(res, now)
             new_deadline = now + hold * 1000
             if new_deadline <= res.expires_at:
                 return res  # already later than asked: nothing to do, no extension used
@@ -424,18 +458,28 @@ class ReservationService:
     def confirm(
         self, store_id: str, reservation_id: str, order_id: str, idempotency_key: str | None = None
     ) -> Reservation:
-        """Payment succeeded: reserved units become allocated to ``order_id``."""
+        """Payment succeeded: reserved units become allocated to ``order_id``, and the order
+        record (PLACED, to be fulfilled or cancelled) is created in the same transaction."""
         res = self.get(store_id, reservation_id)
         token = request_token(store_id, idempotency_key, "confirm") if idempotency_key else None
         for _ in range(_RETRIES):
             if res.status is ReservationStatus.CONFIRMED and res.order_id == order_id:
                 return res  # confirming again with the same order is a no-op
+            if res.checkout_id and res.status is ReservationStatus.ACTIVE:
+                raise HeldByCheckout(reservation_id, res.checkout_id, "complete")
             now = self._clock()
-            self._require_live(res, now)
+            self.require_live(res, now)
             moves = [StockMove(x.sku, reserved=-x.quantity, allocated=x.quantity) for x in res.held_lines]
+            order = order_for(res, order_id, None, None, now)
+            extra = [self._store.order_put_action(order, Cause("order_created", ref=reservation_id))]
             try:
-                done = self._end(res, ReservationStatus.CONFIRMED, moves, now, "confirmed", order_id, "before", token)
+                done = self.end(
+                    res, ReservationStatus.CONFIRMED, moves, now, "confirmed", order_id, "before", token, extra=extra
+                )
             except TransitionRejected as rejected:
+                if rejected.extra_failed and rejected.current and rejected.current.status is ReservationStatus.ACTIVE:
+                    taken = self._store.get_order(store_id, order_id)
+                    raise OrderIdTaken(order_id, taken.reservation_id if taken else None) from None
                 res = self._after_rejection(reservation_id, rejected)
                 continue
             count("ReservationsConfirmed")
@@ -452,10 +496,10 @@ class ReservationService:
             if res.status is ReservationStatus.RELEASED:
                 return res  # releasing again changes nothing
             now = self._clock()
-            self._require_live(res, now)
+            self.require_live(res, now)
             moves = [StockMove(x.sku, reserved=-x.quantity, available=x.quantity) for x in res.held_lines]
             try:
-                done = self._end(res, ReservationStatus.RELEASED, moves, now, reason, None, "before", token)
+                done = self.end(res, ReservationStatus.RELEASED, moves, now, reason, None, "before", token)
             except TransitionRejected as rejected:
                 res = self._after_rejection(reservation_id, rejected)
                 continue
@@ -478,7 +522,7 @@ class ReservationService:
                 return ExpireOutcome(False, res, "not_due")
             moves = [StockMove(x.sku, reserved=-x.quantity, available=x.quantity) for x in res.held_lines]
             try:
-                done = self._end(res, ReservationStatus.EXPIRED, moves, now, "expired", None, "due", None, path.value)
+                done = self.end(res, ReservationStatus.EXPIRED, moves, now, "expired", None, "due", None, path.value)
             except TransitionRejected as rejected:
                 res = rejected.current
                 continue
@@ -500,9 +544,25 @@ class ReservationService:
         Returns its units and leaves an EXPIRED record, once however often it is delivered."""
         now = self._clock()
         moves = [StockMove(x.sku, reserved=-x.quantity, available=x.quantity) for x in res.held_lines]
-        restored = self._store.restore_as_expired(
-            res, moves=moves, now_ms=now, purge_at=self._ended_purge_at(now), path=ExpirePath.TTL.value
-        )
+        follow = self._checkout_follow(res, ReservationStatus.EXPIRED, "expired", now)
+        try:
+            restored = self._store.restore_as_expired(
+                res,
+                moves=moves,
+                now_ms=now,
+                purge_at=self._ended_purge_at(now),
+                path=ExpirePath.TTL.value,
+                extra=follow,
+            )
+        except TransitionRejected as rejected:
+            if not (follow and rejected.extra_failed and not rejected.stock_conflict):
+                raise
+            logger.error(
+                "checkout did not follow its hold; returning the units alone", reservation_id=res.reservation_id
+            )
+            restored = self._store.restore_as_expired(
+                res, moves=moves, now_ms=now, purge_at=self._ended_purge_at(now), path=ExpirePath.TTL.value
+            )
         if restored:
             count("ReservationsExpired")
             count("ReservationsExpiredByTtl")
@@ -512,7 +572,7 @@ class ReservationService:
             )
         return restored
 
-    def _end(
+    def end(
         self,
         res: Reservation,
         to: ReservationStatus,
@@ -523,21 +583,79 @@ class ReservationService:
         deadline: str,
         token: str | None,
         expired_by: str | None = None,
+        extra: Sequence[dict[str, Any]] | None = None,
     ) -> Reservation:
-        return self._store.end_reservation(
-            res,
-            to,
-            moves=moves,
-            now_ms=now,
-            reason=reason,
-            order_id=order_id,
-            purge_at=self._ended_purge_at(now),
-            deadline=deadline,
-            token=token,
-            expired_by=expired_by,
-        )
+        """End the hold. Unless the caller brings its own ``extra`` actions, a checkout's hold
+        takes its checkout along (expired or cancelled -> abandoned, payment failed -> active)."""
+        follow = self._checkout_follow(res, to, reason, now) if extra is None else []
 
-    def _require_live(self, res: Reservation, now: int) -> None:
+        def end(actions: Sequence[dict[str, Any]]) -> Reservation:
+            return self._store.end_reservation(
+                res,
+                to,
+                moves=moves,
+                now_ms=now,
+                reason=reason,
+                order_id=order_id,
+                purge_at=self._ended_purge_at(now),
+                deadline=deadline,
+                token=token,
+                expired_by=expired_by,
+                extra=actions,
+            )
+
+        try:
+            return end(extra if extra is not None else follow)
+        except TransitionRejected as rejected:
+            hold_ok = rejected.current is not None and rejected.current.status is ReservationStatus.ACTIVE
+            if not (follow and rejected.extra_failed and hold_ok and not rejected.stock_conflict):
+                raise
+            # Never let a checkout that disagrees with its hold keep the units: end the hold alone.
+            logger.error("checkout did not follow its hold; ending the hold alone", reservation_id=res.reservation_id)
+            return end([])
+
+    def _checkout_follow(self, res: Reservation, to: ReservationStatus, reason: str, now: int) -> list[dict[str, Any]]:
+        if not res.checkout_id or to not in (ReservationStatus.EXPIRED, ReservationStatus.RELEASED):
+            return []
+        if to is ReservationStatus.RELEASED and reason == "payment_failed":
+            status, action, purge = CheckoutStatus.ACTIVE, "checkout_payment_failed", None
+        else:
+            status = CheckoutStatus.ABANDONED
+            action = "checkout_cancelled" if reason == "cancelled" else "checkout_abandoned"
+            purge = self._ended_purge_at(now)
+        cause = Cause(action, ref=res.reservation_id, reason=reason)
+        return [self._store.checkout_follow_action(res, status, now_ms=now, cause=cause, purge_at=purge)]
+
+    def enter_payment_window(
+        self, res: Reservation, seconds: int, extra: Sequence[dict[str, Any]]
+    ) -> Reservation | None:
+        """Move a checkout's deadline to now + ``seconds``, once per hold and without using an
+        extension, with ``extra`` (the checkout's write) in the same transaction. None when
+        there is nothing to extend (already in its payment window, or already later): the
+        caller then writes the checkout alone."""
+        now = self._clock()
+        self.require_live(res, now)
+        deadline = now + seconds * 1000
+        if res.payment_window_at is not None or deadline <= res.expires_at:
+            return None
+        try:
+            return self._store.extend_reservation(
+                res,
+                new_expires_at=deadline,
+                purge_at=self._active_purge_at(deadline),
+                now_ms=now,
+                counts=False,
+                extra=extra,
+            )
+        except TransitionRejected as rejected:
+            if rejected.extra_failed:
+                raise CheckoutChanged() from None
+            if rejected.current is None:
+                raise NotFound(f"no reservation {res.reservation_id}") from None
+            self.require_live(rejected.current, self._clock())
+            raise CheckoutChanged() from None  # extended or entered payment meanwhile: look again
+
+    def require_live(self, res: Reservation, now: int) -> None:
         """Raise unless the hold is ACTIVE and before its deadline. A due hold is ended on the spot."""
         if res.status is ReservationStatus.ACTIVE and not res.is_due(now):
             return
@@ -567,6 +685,64 @@ class ReservationService:
 
     def _ended_purge_at(self, now: int) -> int:
         return now // 1000 + self._settings.history_retention_seconds
+
+    # ----- expiry notice of a checkout's hold (docs/events.md)
+
+    def expiring_notice_at(self, res: Reservation) -> int | None:
+        """When the hold timer should wake to warn of ``res``'s deadline (epoch ms, whole
+        seconds): EXPIRING_NOTICE_SECONDS before it, for an ACTIVE checkout's hold, if still ahead."""
+        notice = self._settings.EXPIRING_NOTICE_SECONDS
+        if notice <= 0 or not res.checkout_id or res.status is not ReservationStatus.ACTIVE:
+            return None
+        at = res.expires_at - notice * 1000
+        at -= at % 1000  # a Wait state's whole second, never later than the notice asks
+        return at if at > self._clock() else None
+
+    def warn_expiring(self, store_id: str, reservation_id: str) -> str:
+        """Mark a checkout's hold as about to expire (``warnedFor``), once per deadline; the
+        events publisher turns that write into ReservationExpiring.
+
+        Answers "warned" (the only one that wrote), "already_warned" (or changed meanwhile),
+        "not_yet" (extended since the timer was set: it warns before the new deadline),
+        "not_checkout", "due", "already_ended" or "not_found"."""
+        early_ms = 2000  # a timer may wake a little late; more than this early means extended
+        res = self._store.get_reservation(store_id, reservation_id)
+        if res is None:
+            return "not_found"
+        if res.status is not ReservationStatus.ACTIVE:
+            return "already_ended"
+        notice_ms = self._settings.EXPIRING_NOTICE_SECONDS * 1000
+        if not res.checkout_id or notice_ms <= 0:
+            return "not_checkout"
+        now = self._clock()
+        if res.is_due(now):
+            return "due"
+        if res.expires_at - now > notice_ms + early_ms:
+            return "not_yet"
+        if not self._store.mark_expiring(store_id, reservation_id, deadline=res.expires_at, now_ms=now):
+            return "already_warned"
+        count("ReservationsWarned")
+        logger.info("reservation expiring", reservation_id=reservation_id, ms_left=res.expires_at - now)
+        return "warned"
+
+
+def order_for(
+    res: Reservation, order_id: str, checkout_id: str | None, payment_reference: str | None, now: int
+) -> Order:
+    """The order a confirmed hold becomes: its lines (unlimited ones too), PLACED."""
+    return Order(
+        order_id=order_id,
+        store_id=res.store_id,
+        checkout_id=checkout_id,
+        reservation_id=res.reservation_id,
+        cart_id=res.cart_id,
+        customer_id=res.customer_id,
+        lines=res.lines,
+        status=OrderStatus.PLACED,
+        payment_reference=payment_reference,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _reserve_moves(res: Reservation, replacing: Reservation | None) -> list[StockMove]:

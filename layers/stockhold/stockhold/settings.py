@@ -25,11 +25,17 @@ class Settings(BaseModel):
     TTL_GRACE_SECONDS: int = Field(default=3600, ge=0)
     LOW_STOCK_THRESHOLD: int = Field(default=5, ge=0)
     HISTORY_RETENTION_DAYS: int = Field(default=30, ge=1)
+    AUDIT_RETENTION_DAYS: int = Field(default=90, ge=1)
     IDEMPOTENCY_TTL_SECONDS: int = Field(default=86400, ge=60)
     SWEEP_GRACE_SECONDS: int = Field(default=30, ge=0)
     RECONCILE_QUIET_SECONDS: int = Field(default=300, ge=0)
     HOLD_TIMER_ARN: str = ""
     MAX_TIMER_LOOPS: int = Field(default=10, ge=1)
+    CHECKOUT_HOLD_SECONDS: int = Field(default=300, ge=1)
+    EXTEND_THRESHOLD_SECONDS: int = Field(default=120, ge=0)
+    PAYMENT_HOLD_SECONDS: int = Field(default=900, ge=1)
+    EVENT_BUS_NAME: str = ""
+    EXPIRING_NOTICE_SECONDS: int = Field(default=60, ge=0)  # 0: no ReservationExpiring
 
     @model_validator(mode="after")
     def _hold_bounds(self) -> Settings:
@@ -38,6 +44,13 @@ class Settings(BaseModel):
                 "need MIN_HOLD_SECONDS <= DEFAULT_HOLD_SECONDS <= MAX_HOLD_SECONDS, got "
                 f"{self.MIN_HOLD_SECONDS} / {self.DEFAULT_HOLD_SECONDS} / {self.MAX_HOLD_SECONDS}"
             )
+        for name in ("CHECKOUT_HOLD_SECONDS", "PAYMENT_HOLD_SECONDS"):
+            value = getattr(self, name)
+            if not self.MIN_HOLD_SECONDS <= value <= self.MAX_HOLD_SECONDS:
+                raise ValueError(
+                    f"need MIN_HOLD_SECONDS <= {name} <= MAX_HOLD_SECONDS, got "
+                    f"{self.MIN_HOLD_SECONDS} / {value} / {self.MAX_HOLD_SECONDS}"
+                )
         return self
 
     @property

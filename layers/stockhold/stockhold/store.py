@@ -20,8 +20,19 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from stockhold import actor
 from stockhold.errors import TooBusy
-from stockhold.models import HeldLine, Reservation, ReservationStatus, StockLevel
+from stockhold.models import (
+    Checkout,
+    CheckoutStatus,
+    HeldLine,
+    Line,
+    Order,
+    OrderStatus,
+    Reservation,
+    ReservationStatus,
+    StockLevel,
+)
 
 DEFAULT_LOCATION = "_"
 # The sparse "Sweep" index: active holds by deadline, and stock items, spread over
@@ -50,6 +61,18 @@ def reservation_key(store_id: str, reservation_id: str) -> dict[str, str]:
 
 def cart_key(store_id: str, cart_id: str) -> dict[str, str]:
     return {"pk": f"STORE#{store_id}#CART#{cart_id}", "sk": "HOLD"}
+
+
+def cart_checkout_key(store_id: str, cart_id: str) -> dict[str, str]:
+    return {"pk": f"STORE#{store_id}#CART#{cart_id}", "sk": "CHECKOUT"}
+
+
+def checkout_key(store_id: str, checkout_id: str) -> dict[str, str]:
+    return {"pk": f"STORE#{store_id}#CHK#{checkout_id}", "sk": "CHECKOUT"}
+
+
+def order_key(store_id: str, order_id: str) -> dict[str, str]:
+    return {"pk": f"STORE#{store_id}#ORD#{order_id}", "sk": "ORDER"}
 
 
 def _shard(value: str) -> int:
@@ -122,6 +145,8 @@ def reservation_from_item(item: Item) -> Reservation:
         end_reason=item.get("endReason"),
         order_id=item.get("orderId"),
         expired_by=item.get("expiredBy"),
+        checkout_id=item.get("checkoutId"),
+        payment_window_at=item.get("paymentWindowAt"),
     )
 
 
@@ -140,8 +165,118 @@ def reservation_to_item(res: Reservation, purge_at: int) -> Item:
         "extensionsUsed": res.extensions_used,
         "maxExtensions": res.max_extensions,
         "purgeAt": purge_at,
+        "checkoutId": res.checkout_id,
         **(hold_sweep_keys(res.reservation_id, res.expires_at) if res.status is ReservationStatus.ACTIVE else {}),
     }
+
+
+def checkout_from_item(item: Item) -> Checkout:
+    return Checkout(
+        checkout_id=item["checkoutId"],
+        store_id=item["storeId"],
+        cart_id=item["cartId"],
+        customer_id=item.get("customerId"),
+        status=CheckoutStatus(item["status"]),
+        items=tuple(Line(sku=x["sku"], quantity=x["quantity"]) for x in item["items"]),
+        reservation_id=item.get("reservationId"),
+        order_id=item.get("orderId"),
+        shipping_address=item.get("shippingAddress"),
+        billing_address=item.get("billingAddress"),
+        payment_method=item.get("paymentMethod"),
+        shipping_method_id=item.get("shippingMethodId"),
+        step=item.get("step"),
+        end_reason=item.get("endReason"),
+        created_at=item["createdAt"],
+        updated_at=item["updatedAt"],
+        version=item.get("version", 0),
+    )
+
+
+def checkout_to_item(chk: Checkout) -> Item:
+    return {
+        **checkout_key(chk.store_id, chk.checkout_id),
+        "type": "CHECKOUT",
+        "storeId": chk.store_id,
+        "checkoutId": chk.checkout_id,
+        "cartId": chk.cart_id,
+        "customerId": chk.customer_id,
+        "status": chk.status.value,
+        "items": [{"sku": x.sku, "quantity": x.quantity} for x in chk.items],
+        "reservationId": chk.reservation_id,
+        "orderId": chk.order_id,
+        "shippingAddress": chk.shipping_address,
+        "billingAddress": chk.billing_address,
+        "paymentMethod": chk.payment_method,
+        "shippingMethodId": chk.shipping_method_id,
+        "step": chk.step,
+        "endReason": chk.end_reason,
+        "createdAt": chk.created_at,
+        "updatedAt": chk.updated_at,
+        "version": chk.version,
+    }
+
+
+def order_from_item(item: Item) -> Order:
+    return Order(
+        order_id=item["orderId"],
+        store_id=item["storeId"],
+        checkout_id=item.get("checkoutId"),
+        reservation_id=item["reservationId"],
+        cart_id=item["cartId"],
+        customer_id=item.get("customerId"),
+        lines=tuple(HeldLine(sku=x["sku"], quantity=x["quantity"], held=x["held"]) for x in item["lines"]),
+        status=OrderStatus(item["status"]),
+        payment_reference=item.get("paymentReference"),
+        created_at=item["createdAt"],
+        updated_at=item["updatedAt"],
+    )
+
+
+def order_to_item(order: Order) -> Item:
+    return {
+        **order_key(order.store_id, order.order_id),
+        "type": "ORDER",
+        "storeId": order.store_id,
+        "orderId": order.order_id,
+        "checkoutId": order.checkout_id,
+        "reservationId": order.reservation_id,
+        "cartId": order.cart_id,
+        "customerId": order.customer_id,
+        "lines": [{"sku": x.sku, "quantity": x.quantity, "held": x.held} for x in order.lines],
+        "status": order.status.value,
+        "paymentReference": order.payment_reference,
+        "createdAt": order.created_at,
+        "updatedAt": order.updated_at,
+    }
+
+
+# --- who and why (docs/data-model.md) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Why an item is written: ``lastAction``/``lastRef``/``lastReason`` plus the current actor."""
+
+    action: str
+    ref: str | None = None
+    reason: str | None = None
+
+    def attributes(self) -> Item:
+        """For a Put: the attributes to add to the item."""
+        return {"lastAction": self.action, "lastActor": actor.current(), "lastRef": self.ref, "lastReason": self.reason}
+
+    def update(self, values: dict[str, Any], sets: list[str], removes: list[str]) -> None:
+        """For an Update: add the SET/REMOVE clauses (placeholders ``:cz*``)."""
+        for name, value in self.attributes().items():
+            if value is None:
+                removes.append(name)
+            else:
+                values[f":cz{name}"] = value
+                sets.append(f"{name} = :cz{name}")
+
+
+def update_expression(sets: list[str], removes: list[str]) -> str:
+    return "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
 
 
 # --- outcomes ------------------------------------------------------------------------
@@ -159,6 +294,7 @@ class ReserveRejected(Exception):
     unlimited_skus: list[str] = field(default_factory=list)
     limited_skus: list[str] = field(default_factory=list)  # believed unlimited, but are not
     short: dict[str, int] = field(default_factory=dict)  # sku -> available at the time
+    extra_failed: bool = False  # an extra action's condition failed (the checkout changed)
 
 
 @dataclass
@@ -166,6 +302,15 @@ class TransitionRejected(Exception):
     """A conditional transition of a reservation failed; ``current`` is its stored state."""
 
     current: Reservation | None
+    stock_conflict: list[str] = field(default_factory=list)
+    extra_failed: list[int] = field(default_factory=list)  # indexes of failed extra actions
+
+
+@dataclass
+class OrderRejected(Exception):
+    """A conditional order transition failed; ``current`` is the stored order."""
+
+    current: Order | None
     stock_conflict: list[str] = field(default_factory=list)
 
 
@@ -273,6 +418,7 @@ class DynamoStore:
             "unlimited": level.unlimited,
             "updatedAt": level.updated_at,
             **stock_sweep_keys(store_id, level.sku),
+            **Cause("stock_set").attributes(),
         }
         try:
             self._client.put_item(
@@ -316,10 +462,13 @@ class DynamoStore:
         else:
             values[":t"] = low_stock_threshold
             sets.append("lowStockThreshold = :t")
-        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        Cause("stock_set").update(values, sets, removes)
+        update = update_expression(sets, removes)
         return self._update_stock(store_id, sku, update, condition, names, values)
 
-    def adjust_stock(self, store_id: str, sku: str, delta: int, now_ms: int, token: str | None) -> StockLevel:
+    def adjust_stock(
+        self, store_id: str, sku: str, delta: int, now_ms: int, token: str | None, reason: str | None = None
+    ) -> StockLevel:
         """onHand and available move by ``delta``; neither may go below zero."""
         names = {"#a": "available", "#o": "onHand"}
         values: dict[str, Any] = {":d": delta, ":now": now_ms}
@@ -327,7 +476,9 @@ class DynamoStore:
         if delta < 0:
             values[":need"] = -delta
             condition += " AND #a >= :need AND #o >= :need"
-        update = "SET #o = #o + :d, #a = #a + :d, updatedAt = :now"
+        sets, removes = ["#o = #o + :d", "#a = #a + :d", "updatedAt = :now"], list[str]()
+        Cause("stock_adjusted", reason=reason).update(values, sets, removes)
+        update = update_expression(sets, removes)
         if token is None:
             return self._update_stock(store_id, sku, update, condition, names, values)
         # With an idempotency key the write goes through a one-item transaction, whose
@@ -396,14 +547,17 @@ class DynamoStore:
         ended_purge_at: int,
         now_ms: int,
         token: str | None,
+        extra: Sequence[dict[str, Any]] = (),
     ) -> None:
         """One transaction: the reservation, the cart's slot, every stock move (and, when
-        replacing, the old reservation ended as RELEASED). Raises ReserveRejected."""
+        replacing, the old reservation ended as RELEASED), plus ``extra`` actions (a
+        checkout's write). Raises ReserveRejected."""
+        created = Cause("reservation_created", reason="checkout" if res.checkout_id else None)
         actions: list[dict[str, Any]] = [
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": to_av(reservation_to_item(res, purge_at)),
+                    "Item": to_av({**reservation_to_item(res, purge_at), **created.attributes()}),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }
@@ -430,19 +584,26 @@ class DynamoStore:
             slot_put["ExpressionAttributeValues"] = to_av({":old": replacing.reservation_id})
         actions.append({"Put": slot_put})
         if replacing is not None:
+            replaced = replaced_status is ReservationStatus.RELEASED
             actions.append(
                 self._end_action(
                     replacing,
                     replaced_status,
                     now_ms=now_ms,
-                    reason="replaced" if replaced_status is ReservationStatus.RELEASED else "expired",
+                    cause=Cause(
+                        "reservation_released" if replaced else "reservation_expired",
+                        reason="replaced" if replaced else "expired",
+                    ),
                     order_id=None,
                     purge_at=ended_purge_at,
                     deadline=None,
                 )
             )
         first_move = len(actions)
-        actions.extend(self._move_action(res.store_id, move, now_ms) for move in moves)
+        move_cause = Cause("reservation_created", ref=res.reservation_id)
+        actions.extend(self._move_action(res.store_id, move, now_ms, move_cause) for move in moves)
+        first_extra = len(actions)
+        actions.extend(extra)
         try:
             self._transact(actions, token)
         except ClientError as exc:
@@ -464,7 +625,9 @@ class DynamoStore:
                     rejected.cart_holder_expires_at = holder.get("expiresAt")
             if replacing is not None and reasons[2] == "ConditionalCheckFailed":
                 rejected.replaced_changed = True
-            for move, code, old in zip(moves, reasons[first_move:], cancelled.items[first_move:], strict=True):
+            for move, code, old in zip(
+                moves, reasons[first_move:first_extra], cancelled.items[first_move:first_extra], strict=True
+            ):
                 if code != "ConditionalCheckFailed":
                     continue
                 if not old:
@@ -475,6 +638,7 @@ class DynamoStore:
                     rejected.unlimited_skus.append(move.sku)
                 else:
                     rejected.short[move.sku] = old["available"]
+            rejected.extra_failed = "ConditionalCheckFailed" in reasons[first_extra:]
             raise rejected from None
 
     def end_reservation(
@@ -490,16 +654,19 @@ class DynamoStore:
         deadline: str | None,
         token: str | None,
         expired_by: str | None = None,
+        extra: Sequence[dict[str, Any]] = (),
     ) -> Reservation:
         """ACTIVE -> ``to_status`` with the counter moves and the cart slot freed, in one
-        transaction. ``deadline`` adds a condition: "before" (confirm/release: only while
-        not yet due) or "due" (expire: only once due). Raises TransitionRejected."""
+        transaction, with ``extra`` actions (the checkout following its hold, an order).
+        ``deadline`` adds a condition: "before" (confirm/release: only while not yet due)
+        or "due" (expire: only once due). Raises TransitionRejected."""
+        action = f"reservation_{to_status.value.lower()}"
         actions = [
             self._end_action(
                 res,
                 to_status,
                 now_ms=now_ms,
-                reason=reason,
+                cause=Cause(action, reason=reason),
                 order_id=order_id,
                 purge_at=purge_at,
                 deadline=deadline,
@@ -513,8 +680,10 @@ class DynamoStore:
                     "ExpressionAttributeValues": to_av({":rid": res.reservation_id}),
                 }
             },
-            *(self._move_action(res.store_id, move, now_ms) for move in moves),
         ]
+        move_cause = Cause(action, ref=res.reservation_id, reason=reason)
+        actions.extend(self._move_action(res.store_id, move, now_ms, move_cause) for move in moves)
+        actions.extend(extra)
         try:
             self._transact(actions, token)
         except ClientError as exc:
@@ -523,11 +692,19 @@ class DynamoStore:
             # This token ended the hold earlier (a retried request): report what it is now.
             raise TransitionRejected(self.get_reservation(res.store_id, res.reservation_id)) from None
         except _Cancelled as cancelled:
-            current = cancelled.items[0]
+            codes = cancelled.codes
+            # The hold's own condition passed when only an extra action failed: it is as given.
+            current = cancelled.items[0] if codes[0] == "ConditionalCheckFailed" else reservation_to_item(res, purge_at)
             stock = [
-                m.sku for m, code in zip(moves, cancelled.codes[2:], strict=True) if code == "ConditionalCheckFailed"
+                m.sku
+                for m, code in zip(moves, codes[2 : 2 + len(moves)], strict=True)
+                if code == "ConditionalCheckFailed"
             ]
-            raise TransitionRejected(reservation_from_item(current) if current else None, stock) from None
+            raise TransitionRejected(
+                reservation_from_item(current) if current else None,
+                stock,
+                extra_failed=[i for i, c in enumerate(codes[2 + len(moves) :]) if c == "ConditionalCheckFailed"],
+            ) from None
         return res.model_copy(
             update={
                 "status": to_status,
@@ -538,32 +715,60 @@ class DynamoStore:
             }
         )
 
-    def extend_reservation(self, res: Reservation, *, new_expires_at: int, purge_at: int, now_ms: int) -> Reservation:
-        """Move the deadline later, using one extension. Raises TransitionRejected(current)."""
+    def extend_reservation(
+        self,
+        res: Reservation,
+        *,
+        new_expires_at: int,
+        purge_at: int,
+        now_ms: int,
+        counts: bool = True,
+        extra: Sequence[dict[str, Any]] = (),
+    ) -> Reservation:
+        """Move the deadline later, using one extension (``counts``) or, once per hold, the
+        checkout's payment window (``counts=False``). Raises TransitionRejected(current)."""
+        values: dict[str, Any] = {
+            ":new": new_expires_at,
+            ":purge": purge_at,
+            ":active": "ACTIVE",
+            ":now": now_ms,
+            ":sweep": hold_sweep_keys(res.reservation_id, new_expires_at)["sweepSk"],
+        }
+        sets = ["expiresAt = :new", "purgeAt = :purge", "sweepSk = :sweep", "updatedAt = :now"]
+        condition = "#s = :active AND expiresAt > :now AND expiresAt < :new"
+        if counts:
+            values[":one"] = 1
+            sets.append("extensionsUsed = extensionsUsed + :one")
+            condition += " AND extensionsUsed < maxExtensions"
+        else:
+            sets.append("paymentWindowAt = :now")
+            condition += " AND attribute_not_exists(paymentWindowAt)"
+        removes: list[str] = []
+        Cause("reservation_extended", reason=None if counts else "payment").update(values, sets, removes)
+        update = {
+            "TableName": self._table,
+            "Key": to_av(reservation_key(res.store_id, res.reservation_id)),
+            "UpdateExpression": update_expression(sets, removes),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": to_av(values),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if extra:
+            try:
+                self._transact([{"Update": update}, *extra], None)
+            except _Cancelled as cancelled:
+                old = cancelled.items[0]
+                raise TransitionRejected(
+                    reservation_from_item(old) if old else self.get_reservation(res.store_id, res.reservation_id),
+                    extra_failed=[i for i, c in enumerate(cancelled.codes[1:]) if c == "ConditionalCheckFailed"],
+                ) from None
+            current = self.get_reservation(res.store_id, res.reservation_id)
+            if current is None:
+                raise TransitionRejected(None)
+            return current
         try:
-            resp = self._client.update_item(
-                TableName=self._table,
-                Key=to_av(reservation_key(res.store_id, res.reservation_id)),
-                UpdateExpression=(
-                    "SET expiresAt = :new, purgeAt = :purge, extensionsUsed = extensionsUsed + :one, sweepSk = :sweep"
-                ),
-                ConditionExpression=(
-                    "#s = :active AND expiresAt > :now AND expiresAt < :new AND extensionsUsed < maxExtensions"
-                ),
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=to_av(
-                    {
-                        ":new": new_expires_at,
-                        ":purge": purge_at,
-                        ":one": 1,
-                        ":active": "ACTIVE",
-                        ":now": now_ms,
-                        ":sweep": hold_sweep_keys(res.reservation_id, new_expires_at)["sweepSk"],
-                    }
-                ),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            resp = self._client.update_item(**update, ReturnValues="ALL_NEW")
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
@@ -572,17 +777,35 @@ class DynamoStore:
         return reservation_from_item(from_av(resp["Attributes"]))
 
     def restore_as_expired(
-        self, res: Reservation, *, moves: Sequence[StockMove], now_ms: int, purge_at: int, path: str
+        self,
+        res: Reservation,
+        *,
+        moves: Sequence[StockMove],
+        now_ms: int,
+        purge_at: int,
+        path: str,
+        extra: Sequence[dict[str, Any]] = (),
     ) -> bool:
         """The TTL service deleted a hold that was still ACTIVE: put it back as EXPIRED and
-        return its units, in one transaction. False (and no change) if that was done already."""
+        return its units, in one transaction. False (and no change) if that was done already.
+        ``extra`` actions must not be able to fail for any other reason than a stale checkout:
+        the service retries without them (stock comes back first)."""
         ended = res.model_copy(
             update={"status": ReservationStatus.EXPIRED, "ended_at": now_ms, "end_reason": "expired"}
         )
-        item = {**reservation_to_item(ended, purge_at), "endedAt": now_ms, "endReason": "expired", "expiredBy": path}
+        cause = Cause("reservation_expired", reason="expired")
+        item = {
+            **reservation_to_item(ended, purge_at),
+            "endedAt": now_ms,
+            "endReason": "expired",
+            "expiredBy": path,
+            **cause.attributes(),
+        }
+        move_cause = Cause("reservation_expired", ref=res.reservation_id, reason="expired")
         actions = [
             {"Put": {"TableName": self._table, "Item": to_av(item), "ConditionExpression": "attribute_not_exists(pk)"}},
-            *(self._move_action(res.store_id, move, now_ms) for move in moves),
+            *(self._move_action(res.store_id, move, now_ms, move_cause) for move in moves),
+            *extra,
         ]
         try:
             self._transact(actions, None)
@@ -590,7 +813,11 @@ class DynamoStore:
             if cancelled.codes[0] == "ConditionalCheckFailed":
                 return False
             raise TransitionRejected(
-                None, [m.sku for m, c in zip(moves, cancelled.codes[1:], strict=True) if c != "None"]
+                None,
+                [m.sku for m, c in zip(moves, cancelled.codes[1 : 1 + len(moves)], strict=True) if c != "None"],
+                extra_failed=[
+                    i for i, c in enumerate(cancelled.codes[1 + len(moves) :]) if c == "ConditionalCheckFailed"
+                ],
             ) from None
         self.clear_cart_slot(res.store_id, res.cart_id, res.reservation_id)
         return True
@@ -609,6 +836,135 @@ class DynamoStore:
                 return False
             raise
         return True
+
+    # ----- checkouts and orders
+
+    def get_checkout(self, store_id: str, checkout_id: str) -> Checkout | None:
+        item = self._get(checkout_key(store_id, checkout_id))
+        return checkout_from_item(item) if item else None
+
+    def get_cart_checkout(self, store_id: str, cart_id: str) -> str | None:
+        """The id of the cart's latest checkout (whatever its status), if it ever had one."""
+        item = self._get(cart_checkout_key(store_id, cart_id))
+        return item["checkoutId"] if item else None
+
+    def get_order(self, store_id: str, order_id: str) -> Order | None:
+        item = self._get(order_key(store_id, order_id))
+        return order_from_item(item) if item else None
+
+    def checkout_put_action(
+        self, chk: Checkout, *, expected_version: int | None, cause: Cause, purge_at: int | None = None
+    ) -> dict[str, Any]:
+        """Write the whole checkout: new (``expected_version`` None) or only if nobody wrote it since it was read."""
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": to_av({**checkout_to_item(chk), **cause.attributes(), "purgeAt": purge_at}),
+        }
+        if expected_version is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "version = :v"
+            put["ExpressionAttributeValues"] = to_av({":v": expected_version})
+        return {"Put": put}
+
+    def cart_checkout_action(self, chk: Checkout) -> dict[str, Any]:
+        """Point the cart at this checkout (a cart's latest checkout wins; the cart's hold slot serialises starts)."""
+        item = {
+            **cart_checkout_key(chk.store_id, chk.cart_id),
+            "type": "CART_CHECKOUT",
+            "storeId": chk.store_id,
+            "cartId": chk.cart_id,
+            "checkoutId": chk.checkout_id,
+        }
+        return {"Put": {"TableName": self._table, "Item": to_av(item)}}
+
+    def checkout_follow_action(
+        self,
+        res: Reservation,
+        to: CheckoutStatus,
+        *,
+        now_ms: int,
+        cause: Cause,
+        purge_at: int | None,
+    ) -> dict[str, Any]:
+        """The checkout follows its hold's end (expired, released): only while it is still in
+        checkout on this very hold."""
+        values: dict[str, Any] = {":to": to.value, ":now": now_ms, ":one": 1, ":rid": res.reservation_id}
+        values[":open"] = CheckoutStatus.CHECKOUT.value
+        sets = ["#s = :to", "updatedAt = :now", "version = version + :one"]
+        removes: list[str] = []
+        if cause.reason:
+            values[":why"] = cause.reason
+            sets.append("endReason = :why")
+        if purge_at is not None:
+            values[":purge"] = purge_at
+            sets.append("purgeAt = :purge")
+        cause.update(values, sets, removes)
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": to_av(checkout_key(res.store_id, res.checkout_id or "")),
+                "UpdateExpression": update_expression(sets, removes),
+                "ConditionExpression": "reservationId = :rid AND #s = :open",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": to_av(values),
+            }
+        }
+
+    def order_put_action(self, order: Order, cause: Cause) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": to_av({**order_to_item(order), **cause.attributes()}),
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def save_checkout(self, chk: Checkout, *, expected_version: int, cause: Cause, purge_at: int | None = None) -> bool:
+        """One conditional Put of the whole checkout; False if it changed since it was read."""
+        put = self.checkout_put_action(chk, expected_version=expected_version, cause=cause, purge_at=purge_at)["Put"]
+        try:
+            self._client.put_item(**put)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def transition_order(
+        self, order: Order, to: OrderStatus, *, moves: Sequence[StockMove], now_ms: int, token: str | None
+    ) -> Order:
+        """PLACED -> ``to`` with the counter moves, in one transaction. Raises OrderRejected."""
+        action = f"order_{to.value.lower()}"
+        values: dict[str, Any] = {":to": to.value, ":placed": OrderStatus.PLACED.value, ":now": now_ms}
+        sets, removes = ["#s = :to", "updatedAt = :now"], list[str]()
+        Cause(action).update(values, sets, removes)
+        actions: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": to_av(order_key(order.store_id, order.order_id)),
+                    "UpdateExpression": update_expression(sets, removes),
+                    "ConditionExpression": "#s = :placed",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                    "ExpressionAttributeValues": to_av(values),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+            *(self._move_action(order.store_id, m, now_ms, Cause(action, ref=order.order_id)) for m in moves),
+        ]
+        try:
+            self._transact(actions, token)
+        except ClientError as exc:
+            if _code(exc) != "IdempotentParameterMismatchException":
+                raise
+            raise OrderRejected(self.get_order(order.store_id, order.order_id)) from None
+        except _Cancelled as cancelled:
+            old = cancelled.items[0]
+            stock = [m.sku for m, c in zip(moves, cancelled.codes[1:], strict=True) if c == "ConditionalCheckFailed"]
+            raise OrderRejected(order_from_item(old) if old else None, stock) from None
+        return order.model_copy(update={"status": to, "updated_at": now_ms})
 
     def overdue_holds(self, before_ms: int) -> list[Item]:
         """Active holds whose deadline is before ``before_ms``, from the (eventually consistent) Sweep index."""
@@ -656,17 +1012,20 @@ class DynamoStore:
         available = seen.on_hand - seen.allocated - reserved
         if available < 0:
             return False
+        values: dict[str, Any] = {":r": reserved, ":a": available, ":seen": seen.updated_at, ":was": seen.reserved}
+        sets, removes = ["#a = :a", "#r = :r"], list[str]()
+        Cause("stock_reconciled", reason=f"reserved recounted: {seen.reserved} -> {reserved}").update(
+            values, sets, removes
+        )
         actions: list[dict[str, Any]] = [
             {
                 "Update": {
                     "TableName": self._table,
                     "Key": to_av(stock_key(store_id, seen.sku)),
-                    "UpdateExpression": "SET #a = :a, #r = :r",
+                    "UpdateExpression": update_expression(sets, removes),
                     "ConditionExpression": "updatedAt = :seen AND #r = :was",
                     "ExpressionAttributeNames": {"#r": "reserved", "#a": "available"},
-                    "ExpressionAttributeValues": to_av(
-                        {":r": reserved, ":a": available, ":seen": seen.updated_at, ":was": seen.reserved}
-                    ),
+                    "ExpressionAttributeValues": to_av(values),
                 }
             },
             *(
@@ -696,7 +1055,7 @@ class DynamoStore:
         to_status: ReservationStatus,
         *,
         now_ms: int,
-        reason: str,
+        cause: Cause,
         order_id: str | None,
         purge_at: int,
         deadline: str | None,
@@ -706,7 +1065,7 @@ class DynamoStore:
             ":to": to_status.value,
             ":active": "ACTIVE",
             ":now": now_ms,
-            ":reason": reason,
+            ":reason": cause.reason or to_status.value.lower(),
             ":purge": purge_at,
         }
         sets = ["#s = :to", "endedAt = :now", "endReason = :reason", "purgeAt = :purge"]
@@ -716,6 +1075,8 @@ class DynamoStore:
         if expired_by is not None:
             values[":by"] = expired_by
             sets.append("expiredBy = :by")
+        removes = ["sweepPk", "sweepSk"]
+        cause.update(values, sets, removes)
         condition = "#s = :active"
         if deadline == "before":
             condition += " AND expiresAt > :now"
@@ -725,7 +1086,7 @@ class DynamoStore:
             "Update": {
                 "TableName": self._table,
                 "Key": to_av(reservation_key(res.store_id, res.reservation_id)),
-                "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE sweepPk, sweepSk",
+                "UpdateExpression": update_expression(sets, removes),
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#s": "status"},
                 "ExpressionAttributeValues": to_av(values),
@@ -733,7 +1094,7 @@ class DynamoStore:
             }
         }
 
-    def _move_action(self, store_id: str, move: StockMove, now_ms: int) -> dict[str, Any]:
+    def _move_action(self, store_id: str, move: StockMove, now_ms: int, cause: Cause) -> dict[str, Any]:
         key = to_av(stock_key(store_id, move.sku))
         if move.require_unlimited:
             return {
@@ -767,10 +1128,12 @@ class DynamoStore:
             # Units are taken from ``available``: the item must count them (not unlimited).
             values[":f"] = False
             conditions.append("unlimited = :f")
+        removes: list[str] = []
+        cause.update(values, sets, removes)
         update: dict[str, Any] = {
             "TableName": self._table,
             "Key": key,
-            "UpdateExpression": "SET " + ", ".join(sets),
+            "UpdateExpression": update_expression(sets, removes),
             "ConditionExpression": " AND ".join(conditions),
             "ExpressionAttributeValues": to_av(values),
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -817,6 +1180,34 @@ class DynamoStore:
 
     def _backoff(self, attempt: int) -> None:
         self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+
+    # ----- expiry notice of a checkout's hold (docs/events.md)
+
+    def mark_expiring(self, store_id: str, reservation_id: str, *, deadline: int, now_ms: int) -> bool:
+        """``warnedFor = deadline``, ``warnedAt = now`` (the stream carries it to the events
+        publisher as ReservationExpiring) only while the hold is ACTIVE on that very deadline
+        and not yet warned for it. False (nothing written) otherwise."""
+        values: dict[str, Any] = {":active": "ACTIVE", ":deadline": deadline, ":now": now_ms}
+        sets: list[str] = ["warnedFor = :deadline", "warnedAt = :now"]
+        removes: list[str] = []
+        Cause("reservation_expiring").update(values, sets, removes)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=to_av(reservation_key(store_id, reservation_id)),
+                UpdateExpression=update_expression(sets, removes),
+                ConditionExpression=(
+                    "#s = :active AND expiresAt = :deadline"
+                    " AND (attribute_not_exists(warnedFor) OR warnedFor <> :deadline)"
+                ),
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_av(values),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
 
 @dataclass

@@ -22,6 +22,7 @@ STORE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 class Principal:
     store_id: str
     role: Role
+    key_id: str | None = None  # the first 8 hex digits of the key's hash: names the key in logs and the audit trail
 
 
 def hash_key(api_key: str) -> str:
@@ -40,10 +41,11 @@ class Tenancy:
     def authenticate(self, api_key: str) -> Principal | None:
         if not api_key or len(api_key) > 512:
             return None
-        item = self._store.get_item(api_key_key(hash_key(api_key)))
+        digest = hash_key(api_key)
+        item = self._store.get_item(api_key_key(digest))
         if item is None or item.get("revoked"):
             return None
-        return Principal(store_id=item["storeId"], role=Role(item["role"]))
+        return Principal(store_id=item["storeId"], role=Role(item["role"]), key_id=digest[:8])
 
     def create_store(self, store_id: str, name: str | None, now_ms: int) -> bool:
         """Create the store record; False if it already existed (that is fine)."""

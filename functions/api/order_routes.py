@@ -1,0 +1,46 @@
+"""Order routes: read, fulfil (admin), cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from http_common import ERRORS, caller, idempotency_key
+
+from stockhold.api_models import EmptyIn, OrderOut
+from stockhold.runtime import services
+
+router = APIGatewayRouter()
+OrderId = Annotated[str, Path(min_length=1, max_length=128, description="The order id")]
+
+
+@router.get("/orders/<orderId>", summary="An order", tags=["orders"], responses=ERRORS)
+def get_order(orderId: OrderId) -> Response[OrderOut]:
+    who = caller(router.current_event)
+    return Response(200, "application/json", OrderOut.of(services().orders.get(who.store_id, orderId)))
+
+
+@router.post(
+    "/orders/<orderId>/fulfil",
+    summary="Shipped (admin): the allocated units leave onHand",
+    tags=["orders"],
+    responses=ERRORS,
+)
+def fulfil_order(orderId: OrderId, body: Annotated[EmptyIn | None, Body()] = None) -> Response[OrderOut]:
+    who = caller(router.current_event, admin=True)
+    key = idempotency_key(router.current_event.raw_event)
+    return Response(200, "application/json", OrderOut.of(services().orders.fulfil(who.store_id, orderId, key)))
+
+
+@router.post(
+    "/orders/<orderId>/cancel",
+    summary="Cancelled before shipping: the allocated units return to available",
+    tags=["orders"],
+    responses=ERRORS,
+)
+def cancel_order(orderId: OrderId, body: Annotated[EmptyIn | None, Body()] = None) -> Response[OrderOut]:
+    who = caller(router.current_event)
+    key = idempotency_key(router.current_event.raw_event)
+    return Response(200, "application/json", OrderOut.of(services().orders.cancel(who.store_id, orderId, key)))

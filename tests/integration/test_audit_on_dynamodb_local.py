@@ -1,0 +1,155 @@
+"""The audit trail on DynamoDB Local: real writes through the API, the real stream records
+they leave (through the template's FilterCriteria), handed to the audit function twice,
+then read back through GET /audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+
+from stockhold import runtime
+from stockhold.runtime import Services
+from tests.helpers import ApiClient, load_function
+from tools import template
+from tools.local.context import LambdaContext
+from tools.local.streams import StreamSource, lambda_record
+
+pytestmark = pytest.mark.integration
+
+
+class _Never:
+    name = "never"
+
+
+def _audit_source() -> StreamSource:
+    props = template.functions()["AuditFunction"].events["AuditedChanges"]["Properties"]
+    return StreamSource(function=_Never(), streams_client=None, stream_arn="", properties=props)  # type: ignore[arg-type]
+
+
+def _stream_records(svc: Services) -> list[dict[str, Any]]:
+    """Every record of the table's stream so far, as Lambda delivers them."""
+    client = runtime.dynamodb_client()
+    arn = client.describe_table(TableName=svc.settings.TABLE_NAME)["Table"]["LatestStreamArn"]
+    streams = boto3.client("dynamodbstreams", endpoint_url=client.meta.endpoint_url)
+    out: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        for _ in range(50):
+            page = streams.get_records(ShardIterator=it)
+            out.extend(page["Records"])
+            it = page.get("NextShardIterator")
+            if not it or not page["Records"]:
+                break
+    return [lambda_record(r) for r in out]
+
+
+def _audit_items(svc: Services) -> list[dict[str, Any]]:
+    paginator = runtime.dynamodb_client().get_paginator("scan")
+    out: list[dict[str, Any]] = []
+    for page in paginator.paginate(
+        TableName=svc.settings.TABLE_NAME,
+        FilterExpression="#t = :a",
+        ExpressionAttributeNames={"#t": "type"},
+        ExpressionAttributeValues={":a": {"S": "AUDIT"}},
+        ConsistentRead=True,
+    ):
+        out.extend(page["Items"])
+    return out
+
+
+@pytest.fixture
+def admin(local: Services) -> ApiClient:
+    return ApiClient(store="demo", role="admin")
+
+
+@pytest.fixture
+def api(local: Services) -> ApiClient:
+    return ApiClient(store="demo", role="storefront")
+
+
+def _trail(admin: ApiClient, **query: str) -> list[dict[str, Any]]:
+    resp = admin.get("/audit", query=query)
+    assert resp.status == 200, resp.body
+    items: list[dict[str, Any]] = resp.body["items"]
+    return items
+
+
+def test_a_holds_life_leaves_one_entry_per_change_and_reads_back_newest_first(
+    local: Services, admin: ApiClient, api: ApiClient
+) -> None:
+    assert admin.put("/stock/AU-1", {"onHand": 5}).status == 200
+    made = api.post("/reservations", {"cartId": "c-au", "items": [{"sku": "AU-1", "quantity": 2}], "holdSeconds": 300})
+    assert made.status == 201, made.body
+    rid = made.body["reservationId"]
+    assert api.post(f"/reservations/{rid}/extend", {"holdSeconds": 600}).status == 200
+    assert api.post(f"/reservations/{rid}/confirm", {"orderId": "o-au-1"}).status == 200
+
+    source = _audit_source()
+    records = _stream_records(local)
+    admitted = [r for r in records if source.matches(r)]
+    # Every write of the stock item, the hold and the order passes the filter; cart slots do not.
+    assert {r["dynamodb"]["NewImage"]["type"]["S"] for r in admitted} <= {"STOCK", "RESERVATION", "ORDER"}
+    assert not any(r["dynamodb"]["Keys"]["sk"]["S"] == "HOLD" for r in admitted)
+
+    handler = load_function("audit").lambda_handler
+    assert handler({"Records": admitted}, LambdaContext()) == {"batchItemFailures": []}
+    written = sorted((i["pk"]["S"], i["sk"]["S"]) for i in _audit_items(local))
+    # Delivered again (a retried batch): nothing more.
+    assert handler({"Records": admitted}, LambdaContext()) == {"batchItemFailures": []}
+    assert sorted((i["pk"]["S"], i["sk"]["S"]) for i in _audit_items(local)) == written
+    assert len(written) == len(set(written))
+
+    # The audit function's own writes are in the same stream; its filter keeps them out.
+    audit_records = [
+        r for r in _stream_records(local) if r["dynamodb"].get("NewImage", {}).get("type") == {"S": "AUDIT"}
+    ]
+    assert len(audit_records) == len(written)
+    assert not any(source.matches(r) for r in audit_records)
+
+    hold = _trail(admin, reservationId=rid)
+    assert [x["action"] for x in hold] == ["reservation_confirmed", "reservation_extended", "reservation_created"]
+    assert [x["at"] for x in hold] == sorted((x["at"] for x in hold), reverse=True)
+    assert {x["entity"]["id"] for x in hold} == {rid} and all(x["actor"].startswith("storefront") for x in hold)
+    assert hold[1]["before"]["expiresAt"] < hold[1]["after"]["expiresAt"]
+    assert (hold[0]["before"]["status"], hold[0]["after"]["status"]) == ("ACTIVE", "CONFIRMED")
+
+    sku = _trail(admin, sku="AU-1")
+    assert [(x["action"], x["ref"]) for x in sku] == [
+        ("reservation_confirmed", rid),
+        ("reservation_created", rid),
+        ("stock_set", None),
+    ]
+    assert [x["after"]["available"] for x in sku] == [3, 3, 5]
+    assert [x["after"]["reserved"] for x in sku] == [0, 2, 0]
+    assert sku[0]["after"]["allocated"] == 2 and sku[-1]["actor"].startswith("admin")
+
+    order = _trail(admin, orderId="o-au-1")
+    assert sorted(x["action"] for x in order) == ["order_created", "reservation_confirmed"]
+
+
+def test_a_released_hold_and_an_adjustment_record_their_reasons(
+    local: Services, admin: ApiClient, api: ApiClient
+) -> None:
+    admin.put("/stock/AU-2", {"onHand": 4})
+    assert admin.post("/stock/AU-2/adjustments", {"delta": -1, "reason": "damaged"}).status == 200
+    rid = api.post("/reservations", {"cartId": "c-r", "items": [{"sku": "AU-2", "quantity": 1}]}).body["reservationId"]
+    assert api.post(f"/reservations/{rid}/release", {"reason": "payment_failed"}).status == 200
+    source = _audit_source()
+    admitted = [r for r in _stream_records(local) if source.matches(r)]
+    assert load_function("audit").lambda_handler({"Records": admitted}, LambdaContext()) == {"batchItemFailures": []}
+
+    hold = _trail(admin, reservationId=rid)
+    assert (hold[0]["action"], hold[0]["reason"]) == ("reservation_released", "payment_failed")
+    sku = _trail(admin, sku="AU-2")
+    assert [x["action"] for x in sku] == [
+        "reservation_released",
+        "reservation_created",
+        "stock_adjusted",
+        "stock_set",
+    ]
+    assert sku[2]["reason"] == "damaged"
+    assert (sku[2]["before"]["onHand"], sku[2]["after"]["onHand"]) == (4, 3)

@@ -1,0 +1,273 @@
+"""Stock events on DynamoDB Local: real stock changes through the services, the real
+stream records (through the template's filters) fed to the events function, EventBridge
+served by the local stack's moto server and observed through an SQS subscriber; and the
+hold timer's warning, run from the real ASL by moto's interpreter."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from stockhold import runtime
+from stockhold.models import Line, ReservationStatus
+from stockhold.runtime import Services, services
+from tests.helpers import load_function
+from tools import lambda_hook, template
+from tools.local.context import LambdaContext
+from tools.local.motoserver import MotoServer
+from tools.local.streams import StreamSource, lambda_record
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bus(local: Services, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A bus of the test's own on the moto server, with an SQS queue subscribed to stockhold's events."""
+    name = f"stockhold-it-{uuid.uuid4().hex[:8]}"
+    events, sqs = moto_server.client("events"), moto_server.client("sqs")
+    events.create_event_bus(Name=name)
+    queue = sqs.create_queue(QueueName=f"{name}-subscriber")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="subscriber", EventBusName=name, EventPattern=json.dumps({"source": ["stockhold"]}))
+    events.put_targets(Rule="subscriber", EventBusName=name, Targets=[{"Id": "q", "Arn": arn}])
+    monkeypatch.setenv("EVENT_BUS_NAME", name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", moto_server.endpoint)
+    runtime.reset()
+
+    def received() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                return out
+            for m in got:
+                out.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+
+    yield {"received": received, "server": moto_server}
+    events.remove_targets(Rule="subscriber", EventBusName=name, Ids=["q"])
+    events.delete_rule(Name="subscriber", EventBusName=name)
+    events.delete_event_bus(Name=name)
+    sqs.delete_queue(QueueUrl=queue)
+
+
+def stream_records(svc: Services) -> list[dict[str, Any]]:
+    """Every record of the table's stream so far, as Lambda delivers them."""
+    client = runtime.dynamodb_client()
+    arn = client.describe_table(TableName=svc.settings.TABLE_NAME)["Table"]["LatestStreamArn"]
+    streams = boto3.client("dynamodbstreams", endpoint_url=client.meta.endpoint_url)
+    out: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        while it:
+            page = streams.get_records(ShardIterator=it)
+            out.extend(page["Records"])
+            if not page["Records"]:
+                break
+            it = page.get("NextShardIterator")
+    return [lambda_record(r) for r in out]
+
+
+class _Nobody:
+    name = "nobody"
+
+
+def admitted(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What Lambda would hand the events function: the records its FilterCriteria admit."""
+    props = template.functions()["EventsFunction"].events["EventfulChanges"]["Properties"]
+    source = StreamSource(function=_Nobody(), streams_client=None, stream_arn="", properties=props)  # type: ignore[arg-type]
+    return [r for r in records if source.matches(r)]
+
+
+def new_holds(svc: Services) -> list[dict[str, Any]]:
+    """The records the timer starter's filter admits: INSERTs of ACTIVE reservations."""
+    return [
+        r
+        for r in stream_records(svc)
+        if r["eventName"] == "INSERT"
+        and r["dynamodb"]["NewImage"]["type"]["S"] == "RESERVATION"
+        and r["dynamodb"]["NewImage"]["status"]["S"] == "ACTIVE"
+    ]
+
+
+def publish(records: list[dict[str, Any]]) -> Any:
+    return load_function("events").lambda_handler({"Records": records}, LambdaContext())
+
+
+def test_available_10_6_5_3_0_4_emits_low_out_and_back_in_exactly_once(bus: dict[str, Any]) -> None:
+    svc = services()
+    svc.stock.set("demo", "MUG", on_hand=10, low_stock_threshold=None, unlimited=False)  # threshold: 5
+    four = svc.reservations.reserve("demo", cart_id="c1", customer_id=None, lines=[Line(sku="MUG", quantity=4)])
+    svc.reservations.reserve("demo", cart_id="c2", customer_id=None, lines=[Line(sku="MUG", quantity=1)])  # 5
+    svc.stock.adjust("demo", "MUG", -2)  # 3
+    svc.reservations.reserve("demo", cart_id="c3", customer_id=None, lines=[Line(sku="MUG", quantity=3)])  # 0
+    svc.reservations.release("demo", four.reservation_id, "cancelled")  # 4
+    assert svc.stock.get("demo", "MUG").available == 4
+
+    records = stream_records(svc)
+    batch = admitted(records)
+    assert batch and len(batch) < len(records)  # holds, cart slots... never reach the function
+    assert publish(batch) == {"batchItemFailures": []}
+    got = bus["received"]()
+    assert [(e["detail-type"], e["detail"]["available"]) for e in got] == [
+        ("StockLow", 5),
+        ("StockOut", 0),
+        ("StockBackIn", 4),
+    ]
+    assert [e["detail"]["cause"]["action"] for e in got] == ["reservation_created"] * 2 + ["reservation_released"]
+    # The whole stream delivered again (a replay, retries): nothing is published twice.
+    assert publish(batch) == {"batchItemFailures": []}
+    assert bus["received"]() == []
+
+
+def test_confirming_a_hold_emits_order_created_and_nothing_else(bus: dict[str, Any]) -> None:
+    svc = services()
+    svc.stock.set("demo", "TEE", on_hand=50, low_stock_threshold=None, unlimited=False)
+    res = svc.reservations.reserve("demo", cart_id="c1", customer_id="u1", lines=[Line(sku="TEE", quantity=2)])
+    svc.reservations.confirm("demo", res.reservation_id, "o-1")
+    assert publish(admitted(stream_records(svc))) == {"batchItemFailures": []}
+    got = bus["received"]()
+    assert [e["detail-type"] for e in got] == ["OrderCreated"]
+    assert got[0]["detail"]["orderId"] == "o-1" and got[0]["detail"]["reservationId"] == res.reservation_id
+
+
+@pytest.fixture
+def hold_timer(local: Services, bus: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The real ASL on the moto server; its Lambda tasks answered by the expire handler in-process."""
+    monkeypatch.setenv("MIN_HOLD_SECONDS", "1")
+    monkeypatch.setenv("CHECKOUT_HOLD_SECONDS", "4")
+    monkeypatch.setenv("EXPIRING_NOTICE_SECONDS", "2")
+    server: MotoServer = bus["server"]
+    # Per test: moto's state is process-wide, and other tests' mock_aws may have reset it.
+    server.configure({"stepfunctions": {"execute_state_machine": True}})
+    sfn = server.client("stepfunctions")
+    asl = (template.ROOT / "statemachine/hold_timer.asl.json").read_text()
+    asl = asl.replace("${ExpireFunctionArn}", "arn:aws:lambda:us-east-1:000000000000:function:ExpireFunction")
+    arn = sfn.create_state_machine(
+        name=f"HoldTimer-{uuid.uuid4().hex[:8]}",
+        definition=asl,
+        roleArn="arn:aws:iam::000000000000:role/timer",
+        type="STANDARD",
+    )["stateMachineArn"]
+    monkeypatch.setenv("HOLD_TIMER_ARN", arn)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", server.endpoint)
+    runtime.reset()
+    calls: list[dict[str, Any]] = []
+    expire = load_function("expire").lambda_handler
+
+    def dispatch(name: str, event: Any) -> tuple[Any, str | None]:
+        calls.append(event)
+        return expire(event, LambdaContext()), None
+
+    hook = lambda_hook.install(dispatch)
+    try:
+        yield {"sfn": sfn, "arn": arn, "calls": calls}
+    finally:
+        lambda_hook.uninstall(hook)
+
+
+def _finished(sfn: Any, arn: str, timeout: float = 30) -> dict[str, Any]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+        if executions and all(e["status"] != "RUNNING" for e in executions):
+            return dict(sfn.describe_execution(executionArn=executions[0]["executionArn"]))
+        time.sleep(0.2)
+    raise AssertionError("the hold timer did not finish")
+
+
+def _wait_for(condition: Any, timeout: float = 15) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_a_checkout_hold_is_warned_once_per_deadline_then_expires(
+    hold_timer: dict[str, Any], bus: dict[str, Any]
+) -> None:
+    svc = services()
+    svc.stock.set("demo", "MUG", on_hand=10, low_stock_threshold=None, unlimited=False)
+    view = svc.checkouts.start("demo", cart_id="c-warn", customer_id="u-1", lines=[Line(sku="MUG", quantity=1)])
+    res = view.reservation
+    assert res is not None and res.checkout_id == view.checkout.checkout_id
+    # The timer starter, fed the hold's real INSERT record, starts the timer with warnAt.
+    inserts = [r for r in new_holds(svc) if r["dynamodb"]["NewImage"]["reservationId"]["S"] == res.reservation_id]
+    starter = load_function("timer_starter").lambda_handler
+    assert starter({"Records": inserts}, LambdaContext()) == {"batchItemFailures": []}
+    started = hold_timer["sfn"].list_executions(stateMachineArn=hold_timer["arn"])["executions"][0]
+    timer_input = json.loads(hold_timer["sfn"].describe_execution(executionArn=started["executionArn"])["input"])
+    assert "warnAt" in timer_input
+
+    def warned_for() -> Any:
+        item = runtime.dynamodb_client().get_item(
+            TableName=svc.settings.TABLE_NAME,
+            Key={"pk": {"S": f"STORE#demo#RES#{res.reservation_id}"}, "sk": {"S": "RESERVATION"}},
+            ConsistentRead=True,
+        )["Item"]
+        return int(item["warnedFor"]["N"]) if "warnedFor" in item else None
+
+    _wait_for(lambda: warned_for() == res.expires_at)
+    # Extended after the warning: the timer wakes at the old deadline, waits again and
+    # warns again before the new one.
+    extended = svc.reservations.extend("demo", res.reservation_id, 6)
+    out = _finished(hold_timer["sfn"], hold_timer["arn"])
+    assert out["status"] == "SUCCEEDED"
+    assert json.loads(out["output"])["result"]["outcome"] == "expired"
+    assert warned_for() == extended.expires_at
+    assert svc.reservations.get("demo", res.reservation_id).status is ReservationStatus.EXPIRED
+    warns = [c for c in hold_timer["calls"] if c.get("action") == "warn"]
+    assert len(warns) == 2
+
+    records = stream_records(svc)
+    warn_writes = [
+        r
+        for r in records
+        if r["eventName"] == "MODIFY"
+        and r["dynamodb"]["NewImage"].get("lastAction", {}).get("S") == "reservation_expiring"
+    ]
+    assert len(warn_writes) == 2  # once per deadline, never twice for one
+    assert publish(admitted(records)) == {"batchItemFailures": []}
+    got = [e for e in bus["received"]() if e["detail"].get("reservationId") == res.reservation_id]
+    assert [e["detail-type"] for e in got] == ["ReservationExpiring", "ReservationExpiring", "ReservationExpired"]
+    first, second, expired = (e["detail"] for e in got)
+    assert first["checkoutId"] == second["checkoutId"] == view.checkout.checkout_id
+    assert first["expiresAt"] != second["expiresAt"]
+    # About the notice (2 s): Wait states work in whole seconds, and a warning up to 2 s early is accepted.
+    assert 0 <= first["secondsLeft"] <= 4 and 0 <= second["secondsLeft"] <= 4
+    assert expired["expiredBy"] == "timer"
+
+
+def test_a_plain_hold_gets_no_warning(hold_timer: dict[str, Any], bus: dict[str, Any]) -> None:
+    svc = services()
+    svc.stock.set("demo", "MUG", on_hand=10, low_stock_threshold=None, unlimited=False)
+    res = svc.reservations.reserve(
+        "demo", cart_id="plain", customer_id=None, lines=[Line(sku="MUG", quantity=1)], hold_seconds=3
+    )
+    inserts = new_holds(svc)
+    assert load_function("timer_starter").lambda_handler({"Records": inserts}, LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    assert _finished(hold_timer["sfn"], hold_timer["arn"])["status"] == "SUCCEEDED"
+    assert not [c for c in hold_timer["calls"] if c.get("action") == "warn"]
+    assert publish(admitted(stream_records(svc))) == {"batchItemFailures": []}
+    got = [e["detail-type"] for e in bus["received"]() if e["detail"].get("reservationId") == res.reservation_id]
+    assert got == ["ReservationExpired"]
