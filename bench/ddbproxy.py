@@ -1,9 +1,11 @@
 """A counting HTTP proxy in front of DynamoDB Local, in its own process (``python -m bench.ddbproxy UPSTREAM``).
 
 Every request is passed on byte for byte (botocore checks DynamoDB's x-amz-crc32 on the
-answer) and kept: time, X-Amz-Target and body. ``GET /__bench/requests`` answers them
-as JSON. Its own process so that it takes nothing from the GIL of the process it
-counts for (the local stack: HTTP gateway, stream pollers, moto's interpreter).
+answer) and kept: time, X-Amz-Target, body and the client's app id (``app/...`` in its
+User-Agent: botocore's AWS_SDK_UA_APP_ID, which bench.checkout gives each function).
+``GET /__bench/requests`` answers them as JSON. Its own process so that it takes nothing
+from the GIL of the process it counts for (the local stack: HTTP gateway, stream pollers,
+moto's interpreter).
 Prints ``PORT <n>`` when it listens; SIGTERM (or stdin closing) stops it.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +28,7 @@ from urllib.request import urlopen
 from bench.env import ROOT, pythonpath
 
 REQUESTS_PATH = "/__bench/requests"
+_APP_ID = re.compile(r"(?:^|\s)app/(\S+)")
 
 
 @dataclass
@@ -32,6 +36,7 @@ class Request:
     at: float  # time.time() when the proxy received it
     target: str  # e.g. DynamoDB_20120810.TransactWriteItems
     body: str
+    app: str = ""  # the client's AWS_SDK_UA_APP_ID, if it has one
 
 
 def serve(upstream: str) -> None:
@@ -54,9 +59,15 @@ def serve(upstream: str) -> None:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            app = _APP_ID.search(self.headers.get("User-Agent", ""))
             with lock:
                 kept.append(
-                    {"at": time.time(), "target": self.headers.get("X-Amz-Target", ""), "body": body.decode("utf-8")}
+                    {
+                        "at": time.time(),
+                        "target": self.headers.get("X-Amz-Target", ""),
+                        "body": body.decode("utf-8"),
+                        "app": app.group(1) if app else "",
+                    }
                 )
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
             for attempt in (1, 2):  # once more on a fresh connection if the kept one was closed

@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from http.client import HTTPConnection, HTTPException
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from bench import procs
 from bench.ddbproxy import ProxyProcess, Request
@@ -144,6 +144,7 @@ class Invocations:
     handler_s: list[float] = field(default_factory=list)  # inside the worker: what Lambda bills
     wall_s: list[float] = field(default_factory=list)  # submit to answer, as the caller waits
     failed: int = 0
+    records: list[int] = field(default_factory=list)  # stream records in each invocation's event (0: none)
 
 
 @dataclass
@@ -281,6 +282,7 @@ def _count_invocations(pools: dict[str, Any], names: Sequence[str]) -> dict[str,
                 _seen.handler_s.append(handler_s)
                 _seen.wall_s.append(time.perf_counter() - started)
                 _seen.failed += "errorType" in answer
+                _seen.records.append(len(event.get("Records") or []) if isinstance(event, dict) else 0)
             if "errorType" in answer:
                 sys.stderr.write(f"[{_pool.name}] {answer['errorType']}: {answer['errorMessage']}\n")
                 return Invocation(error_type=answer["errorType"], error_message=answer["errorMessage"])
@@ -345,10 +347,10 @@ class _Client:
         self.host, self.port, self.key = host, int(port), key
         self.conn: HTTPConnection | None = None
 
-    def call(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+    def call(self, method: str, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         if self.conn is None:
             self.conn = HTTPConnection(self.host, self.port, timeout=60)
-        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json", **(headers or {})}
         try:
             self.conn.request(method, path, body=json.dumps(body), headers=headers)
             resp = self.conn.getresponse()
@@ -661,6 +663,16 @@ def _child_main(name: str, timeout_s: float) -> int:
     In its own session, so a Ctrl-C in the terminal reaches the bench only (not this process, nor the
     function workers, which would otherwise get it too: same process group); the bench stops it with
     SIGTERM, and it stops its stack in order."""
+    return _run_child(
+        LOG_DIR / f"bench-expiry-{name}.log",
+        lambda say, made: one_run(name, timeout_s, say, made=made).to_json(),
+    )
+
+
+def _run_child(log: Path, work: Callable[[Callable[[str], None], Callable[[], None]], str]) -> int:
+    """The child side of ``_Child``: ``work(say, made)`` with fds 1 and 2 sent to ``log``; its progress
+    (say), the moment it has made its load (made) and the JSON it returns go to the bench as protocol
+    lines on the former stdout. Also used by bench.checkout."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
     pipe = os.fdopen(os.dup(1), "w", buffering=1)
@@ -669,14 +681,14 @@ def _child_main(name: str, timeout_s: float) -> int:
         pipe.write(f"{CHILD_MARK}{kind} {text}\n")
 
     try:
-        with _output_to(LOG_DIR / f"bench-expiry-{name}.log"):
-            run = one_run(name, timeout_s, lambda m: send("say", m), made=lambda: send("made"))
+        with _output_to(log):
+            result = work(lambda m: send("say", m), lambda: send("made"))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         send("failed", f"{type(exc).__name__}: {exc}")
         return 1
-    send("result", run.to_json())
+    send("result", result)
     pipe.close()
     return 0
 
@@ -689,18 +701,29 @@ def _child_env() -> dict[str, str]:
 
 
 class _Child:
-    """``python -m bench.expiry run NAME TIMEOUT`` in its own session; its lines read by a thread."""
+    """``python -m bench.expiry run NAME TIMEOUT`` in its own session; its lines read by a thread.
+    (bench.checkout: ``module``, ``extra`` arguments after TIMEOUT and ``parse`` for its result.)"""
 
-    def __init__(self, name: str, timeout_s: float, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        timeout_s: float,
+        say: Callable[[str], None],
+        *,
+        module: str = "bench.expiry",
+        extra: Sequence[str] = (),
+        parse: Callable[[str], Any] = Run.from_json,
+    ) -> None:
         self.name = name
         self.say = say
         self.made = threading.Event()
         self.done = threading.Event()
-        self.result: Run | None = None
+        self.result: Any = None
         self.error = ""
+        self._parse = parse
         self._cpu: dict[int, float] = {}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.expiry", "run", name, str(timeout_s)],
+            [sys.executable, "-m", module, "run", name, str(timeout_s), *extra],
             cwd=ROOT,
             env=_child_env(),
             stdin=subprocess.DEVNULL,
@@ -724,7 +747,7 @@ class _Child:
             elif kind == "say":
                 self.say(rest)
             elif kind == "result":
-                self.result = Run.from_json(rest)
+                self.result = self._parse(rest)
             elif kind == "failed":
                 self.error = rest
         self.done.set()
@@ -740,7 +763,7 @@ class _Child:
             self._cpu[pid] = max(self._cpu.get(pid, 0.0), procs.cpu_seconds(pid))
         return sum(self._cpu.values())
 
-    def wait(self) -> Run:
+    def wait(self) -> Any:
         while not self.done.wait(0.5):  # (a short wait: a Ctrl-C is taken between two)
             pass
         self.proc.wait()
@@ -782,8 +805,12 @@ class ExpiryResults:
     seconds: float = 0.0
 
 
+class _LeftBehind(Protocol):
+    left_behind: list[int]
+
+
 @contextlib.contextmanager
-def _no_leftovers(results: ExpiryResults) -> Iterator[None]:
+def _no_leftovers(results: _LeftBehind) -> Iterator[None]:
     """Every process started meanwhile (function workers, proxies, DynamoDB Local, the child and its
     own) must be gone afterwards; any left is killed (by pid) and reported."""
     before = procs.family(os.getpid())

@@ -1,7 +1,7 @@
 """``make bench``: DynamoDB requests, capacity and latency of each API operation on DynamoDB Local.
 
-python -m bench.run [--only operations|local-stack|expiry] [--iterations N] [--warmup N] [--accounting N]
-                   [--cold-runs N] [--stack-starts N] [--stack-requests N] [--stack-serial N]
+python -m bench.run [--only operations|local-stack|expiry|checkout] [--iterations N] [--warmup N] [--accounting N]
+                   [--cold-runs N] [--stack-starts N] [--stack-requests N] [--stack-serial N] [--checkouts N]
 
 operations: starts its own DynamoDB Local (in memory, -sharedDb), creates fresh tables
 from template.yaml, seeds a store's stock and prints three tables: requests and
@@ -16,6 +16,11 @@ expiry (bench.expiry): holds that end by themselves - the lag from a hold's dead
 its units being available again through the hold timer and through the TTL backstop
 alone, and the timer path's cost per 1,000 holds from what it counted. Measured last
 (after the operations section's DynamoDB Local is stopped), printed last.
+
+checkout (bench.checkout): full checkouts (start, two updates, payment, complete) over HTTP
+on a fresh local stack - DynamoDB requests per checkout by function and step, latency per
+step and end to end, and the AWS cost per 1,000 completed checkouts at list prices.
+Measured and printed after the expiry section.
 
 Targets are printed as PASS/MISS; they never change the exit code. Every server and
 process the bench starts is stopped at the end, on error and on Ctrl-C / SIGTERM.
@@ -39,7 +44,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from bench import coldstart, env, expiry, localstack
+from bench import checkout, coldstart, env, expiry, localstack
 from bench.stats import median_ms, p95_ms, table
 from tools.ddblocal import DDB_LOCAL_VERSION, NPM_SPEC, DynamoDBLocal
 
@@ -47,7 +52,7 @@ if TYPE_CHECKING:
     from bench.workload import Accounting, Timing, Workload
 
 RATIO_TARGET = 1.3
-SECTIONS = ("operations", "local-stack", "expiry")
+SECTIONS = ("operations", "local-stack", "expiry", "checkout")
 
 
 @dataclass
@@ -98,6 +103,8 @@ def _header(server: DynamoDBLocal | None, args: argparse.Namespace, load_at_star
         title.append("the local stack (make run)")
     if "expiry" in _sections(args):
         title.append("holds that end by themselves")
+    if "checkout" in _sections(args):
+        title.append("a full checkout")
     lines = [
         f"stockhold bench: {'; '.join(title)}",
         f"  machine    : {_nproc()} CPUs (nproc), {platform.system()} {platform.release()} {platform.machine()}; "
@@ -128,6 +135,13 @@ def _header(server: DynamoDBLocal | None, args: argparse.Namespace, load_at_star
             f"  expiry     : {expiry.HOLDS} holds per run on fresh local stacks: hold timer with holds made "
             f"{expiry.PACED_RATE:g}/s" + (", and in a burst" if not args.no_expiry_burst else "") + "; TTL backstop "
             f"alone (a child process, giving up {args.expiry_ttl_timeout:g} s after the last deadline)"
+        )
+    if "checkout" in _sections(args):
+        lines.append(
+            f"  checkout   : {args.checkouts} checkouts with {checkout.CLIENTS} HTTP clients after "
+            f"{checkout.ACCOUNTING} one at a time and {checkout.CLIENTS * checkout.WARMUP_PER_CLIENT} to warm up, on "
+            f"a fresh local stack (a child process; STOCKHOLD_CONCURRENCY={checkout.CONCURRENCY}) behind the counting "
+            "proxy; hold settings / 10 so every hold timer ends within the run"
         )
     return "\n".join(lines)
 
@@ -357,6 +371,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-expiry-burst", action="store_true", help="expiry: skip the timer run with the holds made in a burst"
     )
+    parser.add_argument(
+        "--checkouts",
+        type=int,
+        default=checkout.CHECKOUTS,
+        help=f"checkout: full checkouts measured with {checkout.CLIENTS} clients (default {checkout.CHECKOUTS})",
+    )
     args = parser.parse_args(argv)
     sections = _sections(args)
     launch_env = dict(os.environ)  # before env.apply(): what `make run` would get
@@ -371,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stack_error = ""
     expired: expiry.ExpiryResults | None = None
     expiry_error = ""
+    checked_out: checkout.CheckoutResults | None = None
+    checkout_error = ""
     try:
         if "local-stack" in sections:  # first: its cold start is the bench's first start
             try:
@@ -394,6 +416,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             except expiry.ExpiryFailed as exc:
                 expiry_error = str(exc)
                 _progress("the expiry section failed (reported at the end)")
+        if "checkout" in sections:
+            try:
+                checked_out = checkout.measure(args.checkouts, _progress)
+            except checkout.CheckoutFailed as exc:
+                checkout_error = str(exc)
+                _progress("the checkout section failed (reported at the end)")
         header = _header(server, args, load_at_start)
     except KeyboardInterrupt:
         _progress("interrupted")
@@ -417,10 +445,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(expiry.report(expired))
     if expiry_error:
         print(f"Holds that end by themselves: FAILED, no figures\n  {expiry_error}")
-    on_stacks = "local-stack" in sections or "expiry" in sections
+    if (checked_out is not None or checkout_error) and (measured or stack or stack_error or expired or expiry_error):
+        print()
+    if checked_out is not None:
+        print(checkout.report(checked_out))
+    if checkout_error:
+        print(f"Checkout: FAILED, no figures\n  {checkout_error}")
+    on_stacks = any(x in sections for x in ("local-stack", "expiry", "checkout"))
     stopped = [x for x, on in (("DynamoDB Local", server), ("every local stack", on_stacks)) if on]
     print(f"\n(bench took {time.monotonic() - started:.0f} s; {' and '.join(stopped)} stopped)")
-    return 1 if stack_error or expiry_error else 0
+    return 1 if stack_error or expiry_error or checkout_error else 0
 
 
 if __name__ == "__main__":
