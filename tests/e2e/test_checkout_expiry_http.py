@@ -1,7 +1,8 @@
 """A shopper walks away mid-checkout, on a local stack whose checkout deadline is 2 s
-(CHECKOUT_HOLD_SECONDS=2, the same override an operator passes to `make run`): the hold
+(CHECKOUT_HOLD_SECONDS=3, the same override an operator passes to `make run`): the hold
 timer ends the hold by itself, the checkout reads abandoned, the stock is back, paying
-late gets 410 and no order."""
+late gets 410 and no order. The storefront hears about it on the bus: ReservationExpiring
+before the deadline (EXPIRING_NOTICE_SECONDS=2), then ReservationExpired, once each."""
 
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ from tools.local.stack import LocalStack, StackConfig
 
 @pytest.fixture(scope="module")
 def short_stack() -> Iterator[Stack]:
-    overrides = {**E2E_OVERRIDES, "CHECKOUT_HOLD_SECONDS": "2", "EXTEND_THRESHOLD_SECONDS": "1"}
+    overrides = {
+        **E2E_OVERRIDES,
+        "CHECKOUT_HOLD_SECONDS": "3",
+        "EXTEND_THRESHOLD_SECONDS": "1",
+        "EXPIRING_NOTICE_SECONDS": "2",
+    }
     config = StackConfig(port=0, concurrency=2, overrides=overrides)
     local = LocalStack(config).start()
     try:
@@ -50,3 +56,12 @@ def test_hold_expiry_during_checkout_abandons_it_and_returns_the_stock(short_sta
     # The shopper comes back: a new checkout, a fresh hold.
     again = front.post("/checkouts", {"cartId": f"gone-{sku}", "items": [{"sku": sku, "quantity": 2}]})
     assert again.status == 201 and again.body["checkoutId"] != cid
+    # What the bus carried for the walked-away hold, in order, once each.
+    published = stack.stack.event_buses.wait_for(lambda e: e["detail"].get("reservationId") == rid, count=2)
+    time.sleep(1)  # anything more would be a duplicate
+    published = stack.stack.event_buses.wait_for(lambda e: e["detail"].get("reservationId") == rid, count=99, timeout=0)
+    assert [e["detail-type"] for e in published] == ["ReservationExpiring", "ReservationExpired"]
+    warning, expired = (e["detail"] for e in published)
+    assert warning["checkoutId"] == expired["checkoutId"] == cid
+    assert 0 <= warning["secondsLeft"] <= 3
+    assert expired["expiredBy"] == "timer"
