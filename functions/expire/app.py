@@ -47,7 +47,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             warned = {"outcome": svc.reservations.warn_expiring(task.store_id, task.reservation_id)}
         logger.info("hold timer warned", extra={"reservation_id": task.reservation_id, **warned})
         return warned
-    outcome = svc.reservations.expire(task.store_id, task.reservation_id, ExpirePath.TIMER)
+    with actor.acting_as(actor.TIMER):
+        outcome = svc.reservations.expire(task.store_id, task.reservation_id, ExpirePath.TIMER)
     loop = task.loop + 1
     res = outcome.reservation
     again = outcome.reason == "not_due" and loop < svc.settings.MAX_TIMER_LOOPS

@@ -1,5 +1,5 @@
 """A shopper walks away mid-checkout, on a local stack whose checkout deadline is 2 s
-(CHECKOUT_HOLD_SECONDS=3, the same override an operator passes to `make run`): the hold
+(CHECKOUT_HOLD_SECONDS=4, the same override an operator passes to `make run`): the hold
 timer ends the hold by itself, the checkout reads abandoned, the stock is back, paying
 late gets 410 and no order. The storefront hears about it on the bus: ReservationExpiring
 before the deadline (EXPIRING_NOTICE_SECONDS=2), then ReservationExpired, once each."""
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.conftest import E2E_OVERRIDES, Http, Stack
+from tests.e2e.test_checkout_http import trail
 from tools.local.stack import LocalStack, StackConfig
 
 
@@ -19,7 +20,7 @@ from tools.local.stack import LocalStack, StackConfig
 def short_stack() -> Iterator[Stack]:
     overrides = {
         **E2E_OVERRIDES,
-        "CHECKOUT_HOLD_SECONDS": "3",
+        "CHECKOUT_HOLD_SECONDS": "4",
         "EXTEND_THRESHOLD_SECONDS": "1",
         "EXPIRING_NOTICE_SECONDS": "2",
     }
@@ -63,5 +64,14 @@ def test_hold_expiry_during_checkout_abandons_it_and_returns_the_stock(short_sta
     assert [e["detail-type"] for e in published] == ["ReservationExpiring", "ReservationExpired"]
     warning, expired = (e["detail"] for e in published)
     assert warning["checkoutId"] == expired["checkoutId"] == cid
-    assert 0 <= warning["secondsLeft"] <= 3
+    assert 0 <= warning["secondsLeft"] <= 4
     assert expired["expiredBy"] == "timer"
+    # And the audit trail tells it: started, then abandoned as its hold expired, by the timer.
+    entries = trail(
+        stack,
+        f"checkoutId={cid}",
+        ["checkout_started", "reservation_created", "checkout_abandoned", "reservation_expired"],
+    )
+    assert {e["actor"] for e in entries if e["action"] in ("checkout_abandoned", "reservation_expired")} == {
+        "system:timer"
+    }

@@ -86,6 +86,9 @@ def test_short_stock_at_start_holds_nothing_and_names_every_short_line(stack: St
     short = {(x["sku"], x["requested"], x["available"]) for x in reply.body["error"]["details"]["items"]}
     assert short == {("E2E-NO-SUCH-SKU", 1, 0), (scarce, 3, 1)}
     assert stock(stack, plenty) == (10, 10, 0, 0) and stock(stack, scarce) == (1, 1, 0, 0)
+    # The trail agrees: a refused start changed nothing.
+    trail(stack, f"sku={plenty}", ["stock_set"])
+    trail(stack, f"sku={scarce}", ["stock_set"])
 
 
 def test_payment_failure_returns_stock_then_the_retry_succeeds(stack: Stack) -> None:
@@ -145,6 +148,8 @@ def test_32_shoppers_start_checkout_for_the_last_5_units(stack: Stack) -> None:
     # A sixth order is not possible: nothing is left to hold.
     sixth = start(stack.storefront, f"crowd-{sku}-late", {sku: 1})
     assert (sixth.status, sixth.error_code) == (409, "INSUFFICIENT_STOCK")
+    # The SKU's trail: five holds, then five confirmations - nothing for the 27 refused.
+    trail(stack, f"sku={sku}", ["stock_set", *["reservation_created"] * 5, *["reservation_confirmed"] * 5])
 
 
 def _send_and_hang_up(url: str, key: str, body: dict[str, Any], idem: str) -> None:
@@ -179,6 +184,7 @@ def test_resume_after_a_dropped_connection(stack: Stack) -> None:
     assert (resumed.status, resumed.body["checkoutId"]) == (200, cid)
     assert stack.storefront.get(f"/checkouts/{cid}").body["status"] == "checkout"
     assert stock(stack, sku) == (4, 2, 2, 0)
+    trail(stack, f"checkoutId={cid}", ["checkout_started", "reservation_created"])
 
 
 def test_complete_retried_three_times_gives_one_order_and_one_allocation(stack: Stack) -> None:

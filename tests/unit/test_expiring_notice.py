@@ -12,6 +12,7 @@ import pytest
 from stockhold import runtime
 from stockhold.models import Line, Reservation, timer_deadline
 from stockhold.runtime import services
+from stockhold.service import now_ms
 from stockhold.store import reservation_key, to_av
 from tests.helpers import load_function
 from tools.local.context import LambdaContext
@@ -95,7 +96,7 @@ class _Sfn:
 
 
 def _start_timer(res: Reservation, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    app = load_function("timer_starter")
+    app = load_function("hold_stream")
     sfn = _Sfn()
     monkeypatch.setattr(app, "stepfunctions_client", lambda: sfn)
     raw = services().store.get_item(reservation_key("demo", res.reservation_id))
@@ -103,6 +104,8 @@ def _start_timer(res: Reservation, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     record = lambda_record(
         {"eventID": "e1", "eventName": "INSERT", "dynamodb": {"NewImage": to_av(raw), "SequenceNumber": "1"}}
     )
+    monkeypatch.setenv("HOLD_TIMER_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:t")
+    runtime.reset()
     assert app.lambda_handler({"Records": [record]}, LambdaContext()) == {"batchItemFailures": []}
     (timer_input,) = sfn.inputs
     return timer_input
@@ -116,11 +119,16 @@ def test_the_timer_of_a_checkout_hold_wakes_the_notice_before_its_deadline(monke
     assert timer_input["expiresAt"] == timer_deadline(res.expires_at)
 
 
-@pytest.mark.parametrize(("seconds", "checkout"), [(300, None), (30, "chk_1")])
-def test_no_warning_for_plain_holds_or_when_the_notice_time_has_passed(
-    seconds: int, checkout: str | None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert "warnAt" not in _start_timer(_hold(seconds, checkout), monkeypatch)
+def test_no_warning_for_plain_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "warnAt" not in _start_timer(_hold(300, None), monkeypatch)
+
+
+def test_a_timer_starting_inside_the_notice_warns_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 30 s checkout hold with a 60 s notice (or a stream running late): warn now, not never."""
+    res = _hold(30)
+    timer_input = _start_timer(res, monkeypatch)
+    assert timer_input["warnAt"] <= timer_deadline(now_ms())
+    assert timer_input["expiresAt"] == timer_deadline(res.expires_at)
 
 
 def test_waiting_for_an_extended_checkout_hold_sets_a_new_warning() -> None:

@@ -690,13 +690,16 @@ class ReservationService:
 
     def expiring_notice_at(self, res: Reservation) -> int | None:
         """When the hold timer should wake to warn of ``res``'s deadline (epoch ms, whole
-        seconds): EXPIRING_NOTICE_SECONDS before it, for an ACTIVE checkout's hold, if still ahead."""
+        seconds): EXPIRING_NOTICE_SECONDS before it, for an ACTIVE checkout's hold. A timer
+        that starts inside the notice (a late stream, a hold shorter than the notice) warns at
+        once: late is better than never, as long as the deadline is still ahead."""
         notice = self._settings.EXPIRING_NOTICE_SECONDS
         if notice <= 0 or not res.checkout_id or res.status is not ReservationStatus.ACTIVE:
             return None
+        if res.expires_at <= self._clock():
+            return None
         at = res.expires_at - notice * 1000
-        at -= at % 1000  # a Wait state's whole second, never later than the notice asks
-        return at if at > self._clock() else None
+        return at - at % 1000  # a Wait state's whole second, never later than the notice asks
 
     def warn_expiring(self, store_id: str, reservation_id: str) -> str:
         """Mark a checkout's hold as about to expire (``warnedFor``), once per deadline; the
