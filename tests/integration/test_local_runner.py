@@ -40,14 +40,22 @@ def stream_table(ddb_local: DynamoDBLocal) -> Iterator[tuple[object, str]]:
     client.delete_table(TableName=name)
 
 
-def _source(ddb_local: DynamoDBLocal, table: str, record_file: Path, retries: int) -> tuple[StreamSource, FunctionPool]:
+def _source(
+    ddb_local: DynamoDBLocal,
+    table: str,
+    record_file: Path,
+    retries: int,
+    *,
+    parallel: int = 1,
+    pattern: dict[str, object] = FILTER,
+) -> tuple[StreamSource, FunctionPool]:
     pool = FunctionPool(
         "Recorder",
         ROOT / "tests/fixtures/recorder",
         "app.lambda_handler",
         {"RECORDER_FILE": str(record_file), "PATH": os.environ.get("PATH", "")},
         [],
-        concurrency=1,
+        concurrency=parallel,
         timeout=10,
     )
     kwargs = client_kwargs(ddb_local.endpoint_url)
@@ -62,11 +70,16 @@ def _source(ddb_local: DynamoDBLocal, table: str, record_file: Path, retries: in
             "StartingPosition": "TRIM_HORIZON",
             "MaximumRetryAttempts": retries,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
-            "FilterCriteria": {"Filters": [{"Pattern": json.dumps(FILTER)}]},
+            "FilterCriteria": {"Filters": [{"Pattern": json.dumps(pattern)}]},
+            "ParallelizationFactor": parallel,
         },
         poll_seconds=0.1,
     )
     return source, pool
+
+
+def _lines(path: Path) -> list[dict[str, list[str]]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def _deliveries(path: Path) -> list[list[str]]:
@@ -166,3 +179,34 @@ def test_sigterm_to_make_run_stops_everything_it_started() -> None:
     assert left.stdout.strip() == "", f"DynamoDB Local still running: {left.stdout}"
     for child in children:
         assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
+
+
+def test_parallelization_factor_splits_a_batch_by_item_and_keeps_each_items_order(
+    ddb_local: DynamoDBLocal, stream_table: tuple[object, str], tmp_path: Path
+) -> None:
+    client, table = stream_table
+    record_file = tmp_path / "deliveries.jsonl"
+    keys = [f"k{i}" for i in range(8)]
+    for n in ("1", "2", "3"):
+        for key in keys:  # INSERT, then two MODIFYs of every item
+            client.put_item(TableName=table, Item={"id": {"S": key}, "kind": {"S": "wanted"}, "n": {"S": n}})  # type: ignore[attr-defined]
+    pattern = {"dynamodb": {"NewImage": {"kind": {"S": ["wanted"]}}}}
+    source, pool = _source(ddb_local, table, record_file, retries=0, parallel=4, pattern=pattern)
+    source.start()
+    try:
+        _wait_for(lambda: sum(len(line["ids"]) for line in _lines(record_file)) >= 24)
+        time.sleep(0.5)
+    finally:
+        source.stop()
+        pool.shutdown()
+    lines = _lines(record_file)
+    seen: dict[str, list[str]] = {}
+    lane_of: dict[str, set[int]] = {}
+    for i, line in enumerate(lines):
+        for rid, n in zip(line["ids"], line["ns"], strict=True):
+            seen.setdefault(rid, []).append(n)
+            lane_of.setdefault(rid, set()).add(i)
+    assert seen == {key: ["1", "2", "3"] for key in keys}  # every record once, each item's in order
+    # The 24 records arrive in pages of 10 (BatchSize); each page went out as several batches at once.
+    assert len(lines) > 3
+    assert max(len(line["ids"]) for line in lines) < 10

@@ -1,18 +1,21 @@
 """DynamoDB Streams -> Lambda, locally, with Lambda's event-source semantics.
 
 For each stream event of a function: its FilterCriteria (matched with moto's
-EventBridge pattern matcher, the same filter language), BatchSize, the
-``ReportBatchItemFailures`` response (retry from the first failed record), bounded
-retries (MaximumRetryAttempts) and, once exhausted, the batch logged as sent to
-the OnFailure destination.
+EventBridge pattern matcher, the same filter language), BatchSize,
+ParallelizationFactor (up to N batches of a shard at once, each item's records in one
+of them and in order), the ``ReportBatchItemFailures`` response (retry from the first
+failed record), bounded retries (MaximumRetryAttempts) and, once exhausted, the batch
+logged as sent to the OnFailure destination.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +65,8 @@ class StreamSource:
         self._client = streams_client
         self._arn = stream_arn
         self._batch = int(properties.get("BatchSize", 100))
+        self._parallel = max(1, int(properties.get("ParallelizationFactor", 1)))
+        self._count_lock = threading.Lock()
         self._retries = int(properties.get("MaximumRetryAttempts", -1))
         self._report_failures = "ReportBatchItemFailures" in properties.get("FunctionResponseTypes", [])
         self._start = properties.get("StartingPosition", "LATEST")
@@ -104,17 +109,35 @@ class StreamSource:
                     iterators[sid] = page.get("NextShardIterator")
                     records = [r for r in (lambda_record(x) for x in page.get("Records", [])) if self.matches(r)]
                     if records:
-                        self._deliver(records)
+                        self._deliver_parallel(records)
             except Exception as exc:
                 if not self._stop.is_set():
                     sys.stderr.write(f"[stream {self._fn.name}] poll failed: {exc}\n")
             self._stop.wait(self._poll)
 
+    def _deliver_parallel(self, records: list[dict[str, Any]]) -> None:
+        """Split by item key into ParallelizationFactor batches (an item's records keep their
+        order, in one batch) and deliver them at once, as Lambda does for a shard."""
+        if self._parallel == 1:
+            self._deliver(records)
+            return
+        lanes: list[list[dict[str, Any]]] = [[] for _ in range(self._parallel)]
+        for record in records:
+            key = json.dumps(record.get("dynamodb", {}).get("Keys", {}), sort_keys=True)
+            lanes[int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % self._parallel].append(record)
+        busy = [lane for lane in lanes if lane]
+        if len(busy) == 1:
+            self._deliver(busy[0])
+            return
+        with ThreadPoolExecutor(max_workers=len(busy), thread_name_prefix=f"stream-{self._fn.name}") as pool:
+            list(pool.map(self._deliver, busy))
+
     def _deliver(self, records: list[dict[str, Any]]) -> None:
         """Invoke with the batch; retry from the first failed record, as Lambda does."""
         attempt = 0
         while records and not self._stop.is_set():
-            self.invocations += 1
+            with self._count_lock:
+                self.invocations += 1
             result = self._fn.invoke({"Records": records})
             failed_from: int | None = None
             if result.failed:
