@@ -2,8 +2,8 @@
 
 One run on a fresh local stack (tools.local.stack) with its own DynamoDB Local behind the
 counting proxy (bench.ddbproxy), so every DynamoDB request of the whole stack is counted:
-the API and its authorizer, the stream consumers (timer starter, TTL release, audit,
-events) and the expire function the hold timer calls. Each function's clients carry its
+the API and its authorizer, the table stream's two readers (the hold stream and the
+change feed) and the expire function the hold timer calls. Each function's clients carry its
 name in their User-Agent (botocore's AWS_SDK_UA_APP_ID), so the proxy knows who asked.
 
 A checkout, as a storefront (``local-storefront``) over HTTP: POST /checkouts (3 lines),
@@ -75,7 +75,7 @@ WARMUP_PER_CLIENT = 2
 LINES = 3
 SKUS = 24  # checkout n holds SKUs 3n, 3n+1, 3n+2 (mod 24): concurrent checkouts seldom share one
 ON_HAND = 1_000_000  # never low: no StockLow / StockOut events
-TIMEOUT = 90.0  # give up waiting for the hold timers this long after the last deadline
+TIMEOUT = 90.0  # give up waiting for the hold timers this long after the last deadline (a timer not stopped)
 SCHEDULE_SECONDS = 3600.0  # reconciliation once an hour: never within the run
 QUIET_SECONDS = 3.0
 STORE = "demo"  # seeded by the local stack, with the keys below
@@ -160,7 +160,7 @@ class CheckoutRun:
     start_s: float = 0.0
     measured_s: float = 0.0  # wall time of the measured checkouts
     window_s: float = 0.0  # first checkout to the end of counting
-    waited_s: float = 0.0  # last deadline to the last timer ended
+    waited_s: float = 0.0  # last checkout done to the last timer ended (stopped, or ended at its deadline)
     timers_running: int = 0  # executions still running when the bench gave up
     load: list[str] = field(default_factory=list)  # load average when counting started, and when it ended
     seconds: float = 0.0
@@ -411,12 +411,15 @@ def one_run(n: int, timeout_s: float, say: Callable[[str], None]) -> CheckoutRun
         run.checkouts += _drive(stack.url, skus, tag, ACCOUNTING + CLIENTS * WARMUP_PER_CLIENT, n, CLIENTS, "measured")
         run.measured_s = time.monotonic() - began
 
+        from stockhold.hold_timer import execution_name
+
         last = max(c.deadline_ms for c in run.checkouts) / 1000
+        done = time.time()
         say(
-            f"checkout: done in {run.measured_s:.1f} s; waiting {max(0.0, last - time.time()):.0f} s for the hold timers"
+            f"checkout: done in {run.measured_s:.1f} s; waiting for the hold timers (the hold stream stops each "
+            f"as its checkout completes; the last deadline is in {max(0.0, last - done):.0f} s)"
         )
-        names = {f"{STORE}--{c.reservation_id}"[:80] for c in run.checkouts}  # functions/timer_starter's naming
-        time.sleep(max(0.0, last + 2 - time.time()))
+        names = {execution_name(STORE, c.reservation_id) for c in run.checkouts}
         while True:
             run.executions = _executions(stack.state_machines.endpoint, stack.state_machines.arns, names)
             running = sum(e.status == "RUNNING" for e in run.executions)
@@ -424,7 +427,7 @@ def one_run(n: int, timeout_s: float, say: Callable[[str], None]) -> CheckoutRun
                 break
             time.sleep(2.0)
         run.timers_running = running + len(names) - len(run.executions)
-        run.waited_s = time.time() - last
+        run.waited_s = time.time() - done
         _quiet(stack, busy)
         run.window_s = time.time() - window_from
         run.load.append(_loadavg())
@@ -735,11 +738,9 @@ def _per(x: float) -> str:
 SHORT = {
     "ApiFunction": "API",
     "AuthorizerFunction": "authorizer",
-    "TimerStarterFunction": "timer starter",
+    "HoldStreamFunction": "hold stream",
     "ExpireFunction": "expire (hold timer)",
-    "TtlReleaseFunction": "TTL release",
-    "AuditFunction": "audit",
-    "EventsFunction": "events",
+    "ChangeFeedFunction": "change feed",
     "ReconcileFunction": "reconcile",
 }
 
@@ -964,6 +965,14 @@ def report(res: CheckoutResults) -> str:
         f"(a quiet store) gives {one_each / n_all:.1f} Lambda requests per checkout instead of "
         f"{lambda_calls / n_all:.1f}: +{_dollars(quiet_extra)} per 1,000 (and more GB-s)."
     )
+    stopped = [e for e in run.executions if e.status == "ABORTED"]
+    if stopped:
+        out.append(
+            f"  {len(stopped)} of {len(run.executions)} hold timers were stopped by the hold stream when their "
+            f"checkout completed (StopExecution: ABORTED, not failed), "
+            f"{_per(sum(_transitions(e, tasks) for e in stopped) / len(stopped))} state transitions and "
+            f"{_per(sum(e.tasks for e in stopped) / len(stopped))} expire calls each."
+        )
     idle = sum(1 for e in run.executions if e.outcomes and all(o == "already_ended" for o in e.outcomes))
     if idle:
         out.append(
@@ -1022,8 +1031,8 @@ def report(res: CheckoutResults) -> str:
         "storage and point-in-time recovery, Lambda INIT (cold starts), the reconciliation schedule (a fixed cost "
         "per minute, not per checkout), free tiers.",
         f"    (checkout section took {res.seconds:.0f} s: stack start-up {run.start_s:.0f} s, load average "
-        f"{' -> '.join(run.load)} from the first checkout to the end of counting, timers waited "
-        f"{run.waited_s:.0f} s after the last deadline; the stack, proxy, DynamoDB Local and the child process were "
+        f"{' -> '.join(run.load)} from the first checkout to the end of counting, the timers ended "
+        f"{run.waited_s:.0f} s after the last checkout; the stack, proxy, DynamoDB Local and the child process were "
         f"stopped; processes left behind: {left})",
     ]
     out.extend(notes)

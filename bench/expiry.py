@@ -7,9 +7,9 @@ of stock, a fresh cart each, holdSeconds 2, 3, 4, 5 in turn) and then left alone
 * timer: the whole stack with MIN_HOLD_SECONDS=1 - the table's stream starts one hold-timer
   execution per hold (moto's Step Functions interpreter), which calls the expire function.
   Once with the holds made at an even 5 per second, once (``burst``) as fast as 8 clients go;
-* TTL only: MIN_HOLD_SECONDS=1, TTL_GRACE_SECONDS=0 and the timer starter's stream source
-  stopped right after start-up, so no timer ever runs: DynamoDB Local's TTL job deletes each
-  hold once its deadline has passed and the TTL backstop (TtlReleaseFunction) puts it back
+* TTL only: MIN_HOLD_SECONDS=1, TTL_GRACE_SECONDS=0 and HOLD_TIMER_ARN="" (the hold stream
+  then starts no timers), so no timer ever runs: DynamoDB Local's TTL job deletes each
+  hold once its deadline has passed and the TTL backstop (HoldStreamFunction) puts it back
   as EXPIRED with its units returned.
 
 The lag of a hold is ``endedAt - expiresAt`` of its reservation item (epoch ms: the deadline
@@ -27,7 +27,7 @@ A run's output (its workers' logs and EMF metrics, one line per HTTP request) go
 .local/bench-expiry-NAME.log.
 
 Counted in the timer runs: every DynamoDB request of the stack, through a counting proxy in
-its own process (bench.ddbproxy); every Lambda invocation of the expire and starter functions,
+its own process (bench.ddbproxy); every Lambda invocation of the expire and hold-stream functions,
 with its handler time measured inside the worker; every state entered, from each execution's
 history in moto.
 """
@@ -71,7 +71,7 @@ TIMER_TIMEOUT = 60.0  # give up this long after the last deadline
 TTL_TIMEOUT = 200.0  # the default of --expiry-ttl-timeout
 SCHEDULE_SECONDS = 3600.0  # reconciliation once an hour: never within a run
 TIMER_TARGET_MS = 2000
-COUNTED = ("ExpireFunction", "TimerStarterFunction", "TtlReleaseFunction")
+COUNTED = ("ExpireFunction", "HoldStreamFunction")
 STORE = "demo"  # seeded by the local stack
 LOG_DIR = ROOT / ".local"
 CHILD_MARK = "BENCH_EXPIRY "
@@ -96,7 +96,7 @@ class Plan:
     overrides: dict[str, str]
     rate: float  # holds per second; 0: as fast as the clients go
     warm: dict[str, int]  # workers started before the holds are made (one is for the others)
-    timer: bool  # False: the timer starter's stream source is stopped
+    timer: bool  # False: HOLD_TIMER_ARN="" (in overrides): the hold stream starts no timers
 
 
 TIMER_WARM = {"ApiFunction": CONCURRENCY, "ExpireFunction": CONCURRENCY}
@@ -108,7 +108,7 @@ PLANS = {
     "ttl": Plan(
         "ttl",
         "TTL only (no timer) [3]",
-        {"MIN_HOLD_SECONDS": "1", "TTL_GRACE_SECONDS": "0"},
+        {"MIN_HOLD_SECONDS": "1", "TTL_GRACE_SECONDS": "0", "HOLD_TIMER_ARN": ""},
         0.0,
         {"ApiFunction": CONCURRENCY},
         False,
@@ -145,6 +145,7 @@ class Invocations:
     wall_s: list[float] = field(default_factory=list)  # submit to answer, as the caller waits
     failed: int = 0
     records: list[int] = field(default_factory=list)  # stream records in each invocation's event (0: none)
+    event_names: list[str] = field(default_factory=list)  # each invocation's stream eventNames, e.g. "INSERT,MODIFY"
 
 
 @dataclass
@@ -282,7 +283,9 @@ def _count_invocations(pools: dict[str, Any], names: Sequence[str]) -> dict[str,
                 _seen.handler_s.append(handler_s)
                 _seen.wall_s.append(time.perf_counter() - started)
                 _seen.failed += "errorType" in answer
-                _seen.records.append(len(event.get("Records") or []) if isinstance(event, dict) else 0)
+                records = (event.get("Records") or []) if isinstance(event, dict) else []
+                _seen.records.append(len(records))
+                _seen.event_names.append(",".join(sorted({str(r.get("eventName")) for r in records})))
             if "errorType" in answer:
                 sys.stderr.write(f"[{_pool.name}] {answer['errorType']}: {answer['errorMessage']}\n")
                 return Invocation(error_type=answer["errorType"], error_message=answer["errorMessage"])
@@ -587,10 +590,7 @@ def one_run(
         )
         stack = LocalStack(config)
         stack.start()
-        if not plan.timer:  # stop the starter's stream source, and moto (which nothing uses then)
-            for source in [s for s in stack.streams if s._fn.name == "TimerStarterFunction"]:
-                source.stop()
-                stack.streams.remove(source)
+        if not plan.timer:  # HOLD_TIMER_ARN="": nothing starts a timer, so stop moto's Lambda hook too
             stack.state_machines.stop()
         _warm(stack.pools, plan.warm)
         run.invocations = _count_invocations(stack.pools, COUNTED)
@@ -622,14 +622,16 @@ def one_run(
         run.cpu_s = {k: cpu_after[k] - cpu_before[k] for k in cpu_before}
 
         if plan.timer:
-            names = {f"{STORE}--{h.reservation_id}"[:80] for h in run.holds}  # functions/timer_starter's naming
+            from stockhold.hold_timer import execution_name
+
+            names = {execution_name(STORE, h.reservation_id) for h in run.holds}
             give_up = time.time() + 15
             while True:  # a hold ends a moment before its execution does
                 run.executions = _executions(stack.state_machines.endpoint, stack.state_machines.arns, names)
                 if all(e.status != "RUNNING" for e in run.executions) or time.time() > give_up:
                     break
                 time.sleep(0.5)
-        time.sleep(1.0)  # a late stream delivery or starter batch is counted too
+        time.sleep(1.0)  # a late stream delivery or hold-stream batch is counted too
         run.stream_invocations = {s._fn.name: s.invocations for s in stack.streams}
         run.discarded = sum(len(s.discarded) for s in stack.streams)
         run.schedule_fired = sum(s.fired for s in stack.schedules)
@@ -937,7 +939,7 @@ def _cost(run: Run, transitions_per_hold: float) -> tuple[list[list[str]], float
     n = len(run.holds)
     rows: list[list[str]] = []
     expire = run.invocations.get("ExpireFunction", Invocations())
-    starter = run.invocations.get("TimerStarterFunction", Invocations())
+    starter = run.invocations.get("HoldStreamFunction", Invocations())
     calls = len(expire.handler_s) + len(starter.handler_s)
     gb_s = sum(math.ceil(s * 1000) / 1000 for s in expire.handler_s + starter.handler_s) * LAMBDA_GB
     ending = [c for c in map(classify, run.requests) if c.what in ("expire", "end")]
@@ -946,7 +948,7 @@ def _cost(run: Run, transitions_per_hold: float) -> tuple[list[list[str]], float
     sfn = transitions_per_hold * 1000 * SFN_PER_TRANSITION
     items = [
         ("Step Functions state transitions", transitions_per_hold, "$0.025 per 1,000", sfn),
-        ("Lambda requests (expire + starter)", calls / n, "$0.20 per 1M", calls / n * 1000 * LAMBDA_PER_REQUEST),
+        ("Lambda requests (expire + hold stream)", calls / n, "$0.20 per 1M", calls / n * 1000 * LAMBDA_PER_REQUEST),
         ("Lambda GB-s (1 GB x handler time)", gb_s / n, "$0.0000133334 per GB-s", gb_s / n * 1000 * LAMBDA_PER_GB_S),
         ("DynamoDB write request units", wru / n, "$0.625 per 1M", wru / n * 1000 * DDB_PER_WRU),
         ("DynamoDB read request units", rru / n, "$0.125 per 1M", rru / n * 1000 * DDB_PER_RRU),
@@ -970,7 +972,7 @@ def _timer_steps(run: Run) -> dict[str, list[float]]:
         if e.last_task is not None:
             steps["task"].append(hold.ended_at_ms - e.last_task * 1000)
     expire = run.invocations.get("ExpireFunction", Invocations())
-    starter = run.invocations.get("TimerStarterFunction", Invocations())
+    starter = run.invocations.get("HoldStreamFunction", Invocations())
     steps["expire"] = [s * 1000 for s in expire.handler_s]
     steps["expire_wall"] = [s * 1000 for s in expire.wall_s]
     steps["starter"] = [s * 1000 for s in starter.handler_s]
@@ -978,12 +980,12 @@ def _timer_steps(run: Run) -> dict[str, list[float]]:
 
 
 STEP_LABELS = {
-    "start": "hold made -> its execution started (stream, starter)",
+    "start": "hold made -> its execution started (stream, hold stream)",
     "wake": "deadline -> WaitForDeadline left (< 0: woke early)",
     "task": "last ExpireIfDue scheduled -> endedAt",
     "expire": "expire function: handler time in the worker",
     "expire_wall": "expire function: submit -> answer (+ queue, IPC)",
-    "starter": "starter batch: handler time in the worker",
+    "starter": "hold-stream batch: handler time in the worker",
 }
 
 
@@ -1020,12 +1022,12 @@ def report(res: ExpiryResults) -> str:
                 if (h := by_id.get(e.name.split("--", 1)[-1])) is not None and e.started * 1000 > h.deadline_ms
             )
             loops = sum(1 for e in run.executions if "WaitASecond" in e.states)
-            starter = run.invocations.get("TimerStarterFunction", Invocations())
+            starter = run.invocations.get("HoldStreamFunction", Invocations())
             per_start = sum(starter.handler_s) * 1000 / max(1, len(run.executions))
             late = (
                 f"; {len(run.executions)} executions ({dict(Counter(e.status for e in run.executions))}), "
                 f"{loops} woke before the deadline and looked again 1 s later, {n_late} started after the deadline; "
-                f"starter: {len(starter.handler_s)} batches, {per_start:.0f} ms of handler time per record "
+                f"hold stream: {len(starter.handler_s)} batches, {per_start:.0f} ms of handler time per record "
                 "(a StartExecution on moto each)"
             )
         cpu = run.cpu_s
@@ -1073,7 +1075,7 @@ def report(res: ExpiryResults) -> str:
         no_loop = 4.0
         ideal_total = total - sfn + no_loop * 1000 * SFN_PER_TRANSITION
         expire = run.invocations.get("ExpireFunction", Invocations())
-        starter = run.invocations.get("TimerStarterFunction", Invocations())
+        starter = run.invocations.get("HoldStreamFunction", Invocations())
         ending = Counter(c.label for c in map(classify, run.requests) if c.what in ("expire", "end"))
         out.append(
             f"  Step Functions is {sfn / total * 100:.0f} % of it. Transitions: {_transitions(run)} in {n} executions: "
@@ -1083,9 +1085,9 @@ def report(res: ExpiryResults) -> str:
         )
         out.append(
             f"  Lambda: {len(expire.handler_s)} expire invocations (1 per ExpireIfDue) + {len(starter.handler_s)} "
-            f"starter batches ({n / max(1, len(starter.handler_s)):.1f} records each); handler time medians "
+            f"hold-stream batches ({n / max(1, len(starter.handler_s)):.1f} records each); handler time medians "
             f"{_ms(statistics.median(expire.handler_s) * 1000) if expire.handler_s else '-'} ms (expire) and "
-            f"{_ms(statistics.median(starter.handler_s) * 1000) if starter.handler_s else '-'} ms (starter batch), "
+            f"{_ms(statistics.median(starter.handler_s) * 1000) if starter.handler_s else '-'} ms (hold-stream batch), "
             f"on this machine against DynamoDB Local and moto. DynamoDB: "
             + "; ".join(f"{v}x {k}" for k, v in ending.items())
             + " (2 WRU per item), 1 strongly consistent GetItem of the reservation per expire invocation (1 RRU)."
@@ -1099,13 +1101,14 @@ def report(res: ExpiryResults) -> str:
 
     if res.ttl is not None:
         ttl = res.ttl
-        release = ttl.invocations.get("TtlReleaseFunction", Invocations())
+        release = ttl.invocations.get("HoldStreamFunction", Invocations())
+        with_removes = sum("REMOVE" in kinds for kinds in release.event_names)
         labels = Counter(c.label for c in map(classify, ttl.requests) if c.what != "streams")
         sweep = (2 * HOLDS + 8) / 20 * 10
         early = [h for h in ttl.holds if h.lag_ms is not None and h.lag_ms < 0]
         out.append(
-            f"  TTL-only run: TtlReleaseFunction {len(release.handler_s)} invocations (stream batches of the TTL "
-            f"job's deletes); every DynamoDB request from the first POST on: "
+            f"  TTL-only run: HoldStreamFunction {len(release.handler_s)} invocations, {with_removes} of them with "
+            f"the TTL job's deletes (the others: the holds' INSERTs, timers off); every DynamoDB request from the first POST on: "
             + "; ".join(f"{v}x {k}" for k, v in sorted(labels.items(), key=lambda x: -x[1]))
             + ". Per hold that is 4 WRU (a 2-item transaction) + 1 WRU (the cart slot) and the TTL delete (free)."
             + (
@@ -1144,7 +1147,7 @@ def report(res: ExpiryResults) -> str:
         f"{POLL_SECONDS:g} s until all have ended. Nearest-rank percentiles over all {HOLDS} holds; a hold not ended "
         "when the bench gave up counts as later than the wait ('>'). 'ended by': 'timer' = its execution's expire "
         "call answered 'expired'; 'TTL backstop' = the item's expiredBy.",
-        "[3] No timer: the TimerStarterFunction stream source stopped after start-up. DynamoDB Local's TTL job "
+        "[3] No timer: the hold stream runs with HOLD_TIMER_ARN empty, so it starts no timers. DynamoDB Local's TTL job "
         "(1.25.1, see tools/ddblocal.py) scans a table 20 items per page with 10 s between pages and deletes what has "
         "expired; this table holds 2 items per hold (the reservation, and its cart slot which has no TTL) plus a few, "
         "so a sweep takes ~(2 x holds + 8) / 20 x 10 s and each hold waits for the sweep to come round to it. That is "
@@ -1152,7 +1155,7 @@ def report(res: ExpiryResults) -> str:
         "with no target. purgeAt = expiresAt // 1000 + TTL_GRACE_SECONDS, so with a grace of 0 the TTL job may delete a "
         f"hold up to 1 s before its deadline. Gave up {res.ttl_timeout_s:.0f} s after the last deadline.",
         "[4] From moto's execution histories (ExecutionStarted, the first exit of WaitForDeadline, the last "
-        "TaskScheduled of ExpireIfDue) against the item's createdAt / expiresAt / endedAt. The starter calls "
+        "TaskScheduled of ExpireIfDue) against the item's createdAt / expiresAt / endedAt. The hold stream calls "
         "StartExecution once per record, one after the other. The hold timer waits until expiresAt rounded up to the "
         "second (timer_deadline), but moto's Timestamp wait sleeps int(seconds left) (truncated), so it wakes up to "
         "1 s early; the expire function then answers not_due with soon=true and the execution looks again 1 s later "
@@ -1164,7 +1167,7 @@ def report(res: ExpiryResults) -> str:
         "moto on 2 busy CPUs are slower than DynamoDB and Step Functions; DynamoDB on-demand $0.625 per million WRU "
         "(TransactWriteItems: 2 per item up to 1 KB; these items are smaller) and $0.125 per million RRU (strongly "
         "consistent read up to 4 KB: 1). Not counted: the reserve itself, CloudWatch Logs, metrics and X-Ray, free "
-        "tiers, stream reads (free for Lambda triggers). Starter batches are as large as the local poller (every "
+        "tiers, stream reads (free for Lambda triggers). Hold-stream batches are as large as the local poller (every "
         "0.25 s, up to 100 records) made them; on AWS, similar at the same rate of new holds.",
         f"    (expiry section took {res.seconds:.0f} s; every stack, proxy, DynamoDB Local and the child process were "
         f"stopped; processes left behind: {', '.join(map(str, res.left_behind)) or 'none'})",

@@ -7,6 +7,7 @@ One DynamoDB Local per test worker; every test gets its own freshly created tabl
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from stockhold import runtime
 from stockhold.runtime import Services, services
 from tools.ddblocal import DynamoDBLocal
+from tools.local.motoserver import MotoServer
 from tools.template import create_tables
 
 pytestmark = pytest.mark.integration
@@ -46,6 +48,46 @@ def local(ddb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch) -> Iterator
     runtime.reset()
     for name in names.values():
         client.delete_table(TableName=name)
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[MotoServer]:
+    """EventBridge, SQS and Step Functions (moto), as the local stack serves them."""
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bus(local: Services, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A bus of the test's own on the moto server, with an SQS queue subscribed to stockhold's events."""
+    name = f"stockhold-it-{uuid.uuid4().hex[:8]}"
+    events, sqs = moto_server.client("events"), moto_server.client("sqs")
+    events.create_event_bus(Name=name)
+    queue = sqs.create_queue(QueueName=f"{name}-subscriber")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="subscriber", EventBusName=name, EventPattern=json.dumps({"source": ["stockhold"]}))
+    events.put_targets(Rule="subscriber", EventBusName=name, Targets=[{"Id": "q", "Arn": arn}])
+    monkeypatch.setenv("EVENT_BUS_NAME", name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", moto_server.endpoint)
+    runtime.reset()
+
+    def received() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                return out
+            for m in got:
+                out.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+
+    yield {"received": received, "server": moto_server}
+    events.remove_targets(Rule="subscriber", EventBusName=name, Ids=["q"])
+    events.delete_rule(Name="subscriber", EventBusName=name)
+    events.delete_event_bus(Name=name)
+    sqs.delete_queue(QueueUrl=queue)
 
 
 def stock_items(svc: Services) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """The audit trail on DynamoDB Local: real writes through the API, the real stream records
-they leave (through the template's FilterCriteria), handed to the audit function twice,
-then read back through GET /audit."""
+they leave (through the template's FilterCriteria), handed to the change feed twice (it
+writes the trail, then publishes the records' events to a bus on a moto server), then
+read back through GET /audit."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class _Never:
 
 
 def _audit_source() -> StreamSource:
-    props = template.functions()["AuditFunction"].events["AuditedChanges"]["Properties"]
+    props = template.functions()["ChangeFeedFunction"].events["TableChanges"]["Properties"]
     return StreamSource(function=_Never(), streams_client=None, stream_arn="", properties=props)  # type: ignore[arg-type]
 
 
@@ -79,7 +80,7 @@ def _trail(admin: ApiClient, **query: str) -> list[dict[str, Any]]:
 
 
 def test_a_holds_life_leaves_one_entry_per_change_and_reads_back_newest_first(
-    local: Services, admin: ApiClient, api: ApiClient
+    local: Services, admin: ApiClient, api: ApiClient, bus: dict[str, Any]
 ) -> None:
     assert admin.put("/stock/AU-1", {"onHand": 5}).status == 200
     made = api.post("/reservations", {"cartId": "c-au", "items": [{"sku": "AU-1", "quantity": 2}], "holdSeconds": 300})
@@ -95,7 +96,7 @@ def test_a_holds_life_leaves_one_entry_per_change_and_reads_back_newest_first(
     assert {r["dynamodb"]["NewImage"]["type"]["S"] for r in admitted} <= {"STOCK", "RESERVATION", "ORDER"}
     assert not any(r["dynamodb"]["Keys"]["sk"]["S"] == "HOLD" for r in admitted)
 
-    handler = load_function("audit").lambda_handler
+    handler = load_function("change_feed").lambda_handler
     assert handler({"Records": admitted}, LambdaContext()) == {"batchItemFailures": []}
     written = sorted((i["pk"]["S"], i["sk"]["S"]) for i in _audit_items(local))
     # Delivered again (a retried batch): nothing more.
@@ -103,12 +104,13 @@ def test_a_holds_life_leaves_one_entry_per_change_and_reads_back_newest_first(
     assert sorted((i["pk"]["S"], i["sk"]["S"]) for i in _audit_items(local)) == written
     assert len(written) == len(set(written))
 
-    # The audit function's own writes are in the same stream; its filter keeps them out.
-    audit_records = [
-        r for r in _stream_records(local) if r["dynamodb"].get("NewImage", {}).get("type") == {"S": "AUDIT"}
-    ]
+    # The change feed's own writes (audit entries, event markers) are in the same stream; its filter keeps them out.
+    records = _stream_records(local)
+    audit_records = [r for r in records if r["dynamodb"].get("NewImage", {}).get("type") == {"S": "AUDIT"}]
     assert len(audit_records) == len(written)
-    assert not any(source.matches(r) for r in audit_records)
+    markers = [r for r in records if r["dynamodb"].get("NewImage", {}).get("type") == {"S": "EVENT_SENT"}]
+    assert [e["detail-type"] for e in bus["received"]()] == ["StockLow", "OrderCreated"] and len(markers) == 2
+    assert not any(source.matches(r) for r in audit_records + markers)
 
     hold = _trail(admin, reservationId=rid)
     assert [x["action"] for x in hold] == ["reservation_confirmed", "reservation_extended", "reservation_created"]
@@ -132,7 +134,7 @@ def test_a_holds_life_leaves_one_entry_per_change_and_reads_back_newest_first(
 
 
 def test_a_released_hold_and_an_adjustment_record_their_reasons(
-    local: Services, admin: ApiClient, api: ApiClient
+    local: Services, admin: ApiClient, api: ApiClient, bus: dict[str, Any]
 ) -> None:
     admin.put("/stock/AU-2", {"onHand": 4})
     assert admin.post("/stock/AU-2/adjustments", {"delta": -1, "reason": "damaged"}).status == 200
@@ -140,7 +142,9 @@ def test_a_released_hold_and_an_adjustment_record_their_reasons(
     assert api.post(f"/reservations/{rid}/release", {"reason": "payment_failed"}).status == 200
     source = _audit_source()
     admitted = [r for r in _stream_records(local) if source.matches(r)]
-    assert load_function("audit").lambda_handler({"Records": admitted}, LambdaContext()) == {"batchItemFailures": []}
+    assert load_function("change_feed").lambda_handler({"Records": admitted}, LambdaContext()) == {
+        "batchItemFailures": []
+    }
 
     hold = _trail(admin, reservationId=rid)
     assert (hold[0]["action"], hold[0]["reason"]) == ("reservation_released", "payment_failed")

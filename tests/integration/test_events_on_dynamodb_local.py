@@ -1,7 +1,9 @@
 """Stock events on DynamoDB Local: real stock changes through the services, the real
-stream records (through the template's filters) fed to the events function, EventBridge
-served by the local stack's moto server and observed through an SQS subscriber; and the
-hold timer's warning, run from the real ASL by moto's interpreter."""
+stream records (through the template's filters) fed to the change feed, EventBridge
+served by the local stack's moto server and observed through an SQS subscriber (the
+``moto_server`` and ``bus`` fixtures, tests/integration/conftest.py); and the hold timer
+run from the real ASL by moto's interpreter: its warning, and its stop when the hold
+ends early (the hold stream)."""
 
 from __future__ import annotations
 
@@ -21,48 +23,10 @@ from tests.helpers import load_function
 from tools import lambda_hook, template
 from tools.local.context import LambdaContext
 from tools.local.motoserver import MotoServer
+from tools.local.statemachines import stop_waits_for_start
 from tools.local.streams import StreamSource, lambda_record
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bus(local: Services, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """A bus of the test's own on the moto server, with an SQS queue subscribed to stockhold's events."""
-    name = f"stockhold-it-{uuid.uuid4().hex[:8]}"
-    events, sqs = moto_server.client("events"), moto_server.client("sqs")
-    events.create_event_bus(Name=name)
-    queue = sqs.create_queue(QueueName=f"{name}-subscriber")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="subscriber", EventBusName=name, EventPattern=json.dumps({"source": ["stockhold"]}))
-    events.put_targets(Rule="subscriber", EventBusName=name, Targets=[{"Id": "q", "Arn": arn}])
-    monkeypatch.setenv("EVENT_BUS_NAME", name)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", moto_server.endpoint)
-    runtime.reset()
-
-    def received() -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        while True:
-            got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-            if not got:
-                return out
-            for m in got:
-                out.append(json.loads(m["Body"]))
-                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-
-    yield {"received": received, "server": moto_server}
-    events.remove_targets(Rule="subscriber", EventBusName=name, Ids=["q"])
-    events.delete_rule(Name="subscriber", EventBusName=name)
-    events.delete_event_bus(Name=name)
-    sqs.delete_queue(QueueUrl=queue)
 
 
 def stream_records(svc: Services) -> list[dict[str, Any]]:
@@ -89,14 +53,14 @@ class _Nobody:
 
 
 def admitted(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What Lambda would hand the events function: the records its FilterCriteria admit."""
-    props = template.functions()["EventsFunction"].events["EventfulChanges"]["Properties"]
+    """What Lambda would hand the change feed: the records its FilterCriteria admit."""
+    props = template.functions()["ChangeFeedFunction"].events["TableChanges"]["Properties"]
     source = StreamSource(function=_Nobody(), streams_client=None, stream_arn="", properties=props)  # type: ignore[arg-type]
     return [r for r in records if source.matches(r)]
 
 
 def new_holds(svc: Services) -> list[dict[str, Any]]:
-    """The records the timer starter's filter admits: INSERTs of ACTIVE reservations."""
+    """The hold stream's records that start timers: INSERTs of ACTIVE reservations."""
     return [
         r
         for r in stream_records(svc)
@@ -107,7 +71,7 @@ def new_holds(svc: Services) -> list[dict[str, Any]]:
 
 
 def publish(records: list[dict[str, Any]]) -> Any:
-    return load_function("events").lambda_handler({"Records": records}, LambdaContext())
+    return load_function("change_feed").lambda_handler({"Records": records}, LambdaContext())
 
 
 def test_available_10_6_5_3_0_4_emits_low_out_and_back_in_exactly_once(bus: dict[str, Any]) -> None:
@@ -156,6 +120,7 @@ def hold_timer(local: Services, bus: dict[str, Any], monkeypatch: pytest.MonkeyP
     server: MotoServer = bus["server"]
     # Per test: moto's state is process-wide, and other tests' mock_aws may have reset it.
     server.configure({"stepfunctions": {"execute_state_machine": True}})
+    stop_waits_for_start()
     sfn = server.client("stepfunctions")
     asl = (template.ROOT / "statemachine/hold_timer.asl.json").read_text()
     asl = asl.replace("${ExpireFunctionArn}", "arn:aws:lambda:us-east-1:000000000000:function:ExpireFunction")
@@ -209,9 +174,9 @@ def test_a_checkout_hold_is_warned_once_per_deadline_then_expires(
     view = svc.checkouts.start("demo", cart_id="c-warn", customer_id="u-1", lines=[Line(sku="MUG", quantity=1)])
     res = view.reservation
     assert res is not None and res.checkout_id == view.checkout.checkout_id
-    # The timer starter, fed the hold's real INSERT record, starts the timer with warnAt.
+    # The hold stream, fed the hold's real INSERT record, starts the timer with warnAt.
     inserts = [r for r in new_holds(svc) if r["dynamodb"]["NewImage"]["reservationId"]["S"] == res.reservation_id]
-    starter = load_function("timer_starter").lambda_handler
+    starter = load_function("hold_stream").lambda_handler
     assert starter({"Records": inserts}, LambdaContext()) == {"batchItemFailures": []}
     started = hold_timer["sfn"].list_executions(stateMachineArn=hold_timer["arn"])["executions"][0]
     timer_input = json.loads(hold_timer["sfn"].describe_execution(executionArn=started["executionArn"])["input"])
@@ -263,7 +228,7 @@ def test_a_plain_hold_gets_no_warning(hold_timer: dict[str, Any], bus: dict[str,
         "demo", cart_id="plain", customer_id=None, lines=[Line(sku="MUG", quantity=1)], hold_seconds=3
     )
     inserts = new_holds(svc)
-    assert load_function("timer_starter").lambda_handler({"Records": inserts}, LambdaContext()) == {
+    assert load_function("hold_stream").lambda_handler({"Records": inserts}, LambdaContext()) == {
         "batchItemFailures": []
     }
     assert _finished(hold_timer["sfn"], hold_timer["arn"])["status"] == "SUCCEEDED"
@@ -271,3 +236,45 @@ def test_a_plain_hold_gets_no_warning(hold_timer: dict[str, Any], bus: dict[str,
     assert publish(admitted(stream_records(svc))) == {"batchItemFailures": []}
     got = [e["detail-type"] for e in bus["received"]() if e["detail"].get("reservationId") == res.reservation_id]
     assert got == ["ReservationExpired"]
+
+
+def hold_stream_records(svc: Services) -> list[dict[str, Any]]:
+    """What Lambda would hand the hold stream: the records its FilterCriteria admit."""
+    props = template.functions()["HoldStreamFunction"].events["HoldChanges"]["Properties"]
+    source = StreamSource(function=_Nobody(), streams_client=None, stream_arn="", properties=props)  # type: ignore[arg-type]
+    return [r for r in stream_records(svc) if source.matches(r)]
+
+
+@pytest.mark.parametrize("end", ["complete", "cancel"])
+def test_a_checkout_that_ends_early_has_its_hold_timer_stopped(
+    hold_timer: dict[str, Any], bus: dict[str, Any], monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    monkeypatch.setenv("CHECKOUT_HOLD_SECONDS", "60")  # the timer would wait a minute (58 s to its warning)
+    runtime.reset()
+    svc = services()
+    svc.stock.set("demo", "MUG", on_hand=10, low_stock_threshold=None, unlimited=False)
+    view = svc.checkouts.start("demo", cart_id=f"c-{end}", customer_id="u-1", lines=[Line(sku="MUG", quantity=1)])
+    res = view.reservation
+    assert res is not None
+    handler = load_function("hold_stream").lambda_handler
+    assert handler({"Records": hold_stream_records(svc)}, LambdaContext()) == {"batchItemFailures": []}
+    sfn, arn = hold_timer["sfn"], hold_timer["arn"]
+    (started,) = sfn.list_executions(stateMachineArn=arn)["executions"]
+    assert started["status"] == "RUNNING" and started["name"] == f"demo--{res.reservation_id}"
+
+    if end == "complete":
+        svc.checkouts.complete("demo", view.checkout.checkout_id, "pay-1")
+    else:
+        svc.checkouts.cancel("demo", view.checkout.checkout_id, "cancelled")
+    # The real stream so far, through the hold stream's filter: the hold's INSERT again (a replay
+    # is harmless) and its MODIFY from ACTIVE to CONFIRMED / RELEASED.
+    records = hold_stream_records(svc)
+    assert [r["eventName"] for r in records] == ["INSERT", "MODIFY"]
+    assert records[1]["dynamodb"]["NewImage"]["status"]["S"] == ("CONFIRMED" if end == "complete" else "RELEASED")
+    assert handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
+    out = _finished(sfn, arn, timeout=10)
+    assert out["status"] == "ABORTED"
+    assert hold_timer["calls"] == []  # never woke: no warning, no expire call
+    assert publish(admitted(stream_records(svc))) == {"batchItemFailures": []}
+    got = [e["detail-type"] for e in bus["received"]() if e["detail"].get("reservationId") == res.reservation_id]
+    assert got == (["OrderCreated"] if end == "complete" else [])

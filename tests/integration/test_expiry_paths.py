@@ -23,7 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 def _ttl_filter() -> dict[str, Any]:
-    return template.functions()["TtlReleaseFunction"].events["TtlDeletedActiveHolds"]["Properties"]
+    """The hold stream's event source (the TTL backstop is one of its three record kinds)."""
+    return template.functions()["HoldStreamFunction"].events["HoldChanges"]["Properties"]
 
 
 class _Never:
@@ -31,7 +32,7 @@ class _Never:
 
 
 def _matches(record: dict[str, Any]) -> bool:
-    """Whether the template's FilterCriteria for the TTL backstop admit this record."""
+    """Whether the hold stream's FilterCriteria admit this record."""
     source = StreamSource(function=_Never(), streams_client=None, stream_arn="", properties=_ttl_filter())  # type: ignore[arg-type]
     return source.matches(record)
 
@@ -98,7 +99,7 @@ def test_a_hold_whose_timer_never_ran_is_returned_by_the_ttl_path_once(
         "principalId": "dynamodb.amazonaws.com",
     }
     assert _matches(removes[0])
-    handler = load_function("ttl_release").lambda_handler
+    handler = load_function("hold_stream").lambda_handler
     assert handler({"Records": removes}, LambdaContext()) == {"batchItemFailures": []}
     level = svc.stock.get("demo", "TTL")
     assert (level.reserved, level.available) == (0, 5)

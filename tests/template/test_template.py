@@ -43,8 +43,8 @@ def _env_names_read(path: Path) -> set[str]:
 
 
 FUNCTION_SPECIFIC = {
-    "HOLD_TIMER_ARN": "TimerStarterFunction",  # would be a cycle in Globals
-    "EVENT_BUS_NAME": "EventsFunction",  # only the publisher needs the bus
+    "HOLD_TIMER_ARN": "HoldStreamFunction",  # would be a cycle in Globals
+    "EVENT_BUS_NAME": "ChangeFeedFunction",  # only the publisher needs the bus
 }
 
 
@@ -131,6 +131,54 @@ def test_stream_and_schedule_free_template_has_log_retention() -> None:
         ref = res["Properties"].get("LoggingConfig", {}).get("LogGroup", {}).get("Ref")
         assert ref in groups, f"{spec_name} logs to a group without retention"
         assert "RetentionInDays" in groups[ref]["Properties"]
+
+
+def _stream_readers() -> dict[str, list[str]]:
+    """Stream (the table's logical id) -> the functions whose event sources read it."""
+    readers: dict[str, list[str]] = {}
+    for name, spec in FUNCTIONS.items():
+        for event in spec.events.values():
+            if event["Type"] == "DynamoDB":
+                table = event["Properties"]["Stream"]["Fn::GetAtt"][0]
+                readers.setdefault(table, []).append(name)
+    return readers
+
+
+def test_no_stream_has_more_than_two_readers() -> None:
+    """AWS: more than two readers per DynamoDB stream shard throttles GetRecords (docs/decisions.md)."""
+    readers = _stream_readers()
+    assert readers == {"StockholdTable": ["HoldStreamFunction", "ChangeFeedFunction"]}
+
+
+def test_every_stream_reader_retries_boundedly_parks_failures_and_has_an_iterator_age_alarm() -> None:
+    alarmed = {
+        d["Value"]["Ref"]
+        for a in template.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == "IteratorAge"
+        for d in a["Properties"]["Dimensions"]
+        if d["Name"] == "FunctionName"
+    }
+    for name in _stream_readers()["StockholdTable"]:
+        (props,) = [e["Properties"] for e in FUNCTIONS[name].events.values() if e["Type"] == "DynamoDB"]
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
+        assert props["BisectBatchOnFunctionError"] is True, name
+        assert 0 <= int(props["MaximumRetryAttempts"]) <= 20, name
+        assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["StreamFailureQueue", "Arn"]}
+        assert props["FilterCriteria"]["Filters"], name
+        assert name in alarmed, f"{name} has no IteratorAge alarm"
+
+
+def test_the_hold_stream_may_start_and_stop_hold_timers_only() -> None:
+    props = template.load()["Resources"]["HoldStreamFunction"]["Properties"]
+    policies = props["Policies"]
+    assert {"StepFunctionsExecutionPolicy": {"StateMachineName": {"Fn::GetAtt": ["HoldTimer", "Name"]}}} in policies
+    statements = [st for p in policies if "Statement" in p for st in p["Statement"]]
+    (stop,) = [st for st in statements if "states:StopExecution" in st["Action"]]
+    assert stop["Action"] == "states:StopExecution"
+    assert stop["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${HoldTimer.Name}:*"
+    }
+    assert all("*" not in str(st["Resource"]).replace(":*", "") for st in statements)
 
 
 def test_ast_parses_all_functions() -> None:

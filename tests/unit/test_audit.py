@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
+from stockhold import runtime
 from stockhold.audit import AuditEntry, StreamChange, Trail, actor_of, entries_for
 from stockhold.audit_store import AuditStore, audit_store, encode_token, stream_change, trail_pk
 from stockhold.runtime import services
@@ -330,7 +331,7 @@ def test_the_actor_falls_back_to_the_ttl_service_then_unknown() -> None:
 
 
 def test_the_same_record_always_maps_to_the_same_entries() -> None:
-    raw = json.loads((ROOT / "events/audit-reservation-confirmed.json").read_text())["Records"][0]
+    raw = json.loads((ROOT / "events/change_feed-reservation-confirmed.json").read_text())["Records"][0]
     first, again = entries_for(stream_change(raw)), entries_for(stream_change(copy.deepcopy(raw)))
     assert first == again and first[0].record_id == raw["eventID"]
     assert first[0].action == "reservation_confirmed" and first[0].ref == "o-1"
@@ -340,13 +341,14 @@ def test_the_same_record_always_maps_to_the_same_entries() -> None:
 
 
 def _audit_event_source() -> dict[str, Any]:
-    props: dict[str, Any] = template.functions()["AuditFunction"].events["AuditedChanges"]["Properties"]
+    """The change feed's event source: it writes the audit trail (and publishes events, tests/unit/test_events.py)."""
+    props: dict[str, Any] = template.functions()["ChangeFeedFunction"].events["TableChanges"]["Properties"]
     return props
 
 
 def test_the_stream_filter_admits_writes_of_audited_items_and_never_audit_items() -> None:
     source = StreamSource(
-        function=SimpleNamespace(name="audit"),  # type: ignore[arg-type]
+        function=SimpleNamespace(name="change_feed"),  # type: ignore[arg-type]
         streams_client=None,
         stream_arn="",
         properties=_audit_event_source(),
@@ -388,9 +390,17 @@ def _audit_items() -> list[dict[str, Any]]:
     return [i for i in items if i["type"]["S"] == "AUDIT"]
 
 
-def test_a_record_processed_twice_leaves_one_entry(aws: None) -> None:
-    handler = load_function("audit").lambda_handler
-    event = json.loads((ROOT / "events/audit-reservation-confirmed.json").read_text())
+@pytest.fixture
+def feed(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The change feed's handler (these records mean no event: nothing reaches the bus)."""
+    monkeypatch.setenv("EVENT_BUS_NAME", "stockhold-test-events")
+    runtime.reset()
+    return load_function("change_feed").lambda_handler
+
+
+def test_a_record_processed_twice_leaves_one_entry(feed: Any) -> None:
+    handler = feed
+    event = json.loads((ROOT / "events/change_feed-reservation-confirmed.json").read_text())
     assert handler(event, LambdaContext()) == {"batchItemFailures": []}
     assert handler(copy.deepcopy(event), LambdaContext()) == {"batchItemFailures": []}
     items = _audit_items()
@@ -412,14 +422,20 @@ def test_entries_are_kept_for_the_retention_period(aws: None) -> None:
     assert int(item["purgeAt"]["N"]) == 1_000_000 + 90 * 86400
 
 
-def test_a_bad_record_fails_alone_and_the_rest_of_the_batch_is_written(aws: None) -> None:
-    handler = load_function("audit").lambda_handler
-    good = record("INSERT", stock(), event_id="good")
+def test_a_bad_record_fails_and_the_rest_of_the_batch_is_still_written(feed: Any) -> None:
+    handler = feed
+    before = record("INSERT", stock(), event_id="before")
     bad = record("INSERT", stock(), event_id="bad")
     del bad["dynamodb"]["NewImage"]["sku"]  # a STOCK image without its SKU
-    out = handler({"Records": [bad, good]}, LambdaContext())
-    assert out == {"batchItemFailures": [{"itemIdentifier": bad["dynamodb"]["SequenceNumber"]}]}
-    assert [i["sk"]["S"].split("#")[1] for i in _audit_items()] == ["good"]
+    after = record("INSERT", stock(), event_id="after")
+    out = handler({"Records": [before, bad, after]}, LambdaContext())
+    # Lambda retries from the bad record; the one after it is failed too (its events, if it had
+    # any, must not leave before the bad record's), but its audit entry is written already.
+    assert out == {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in (bad, after)]}
+    assert sorted(i["sk"]["S"].split("#")[1] for i in _audit_items()) == ["after", "before"]
+    # Lambda bisects the retried batch until the bad record fails alone; the other one's write is then a no-op.
+    assert handler({"Records": [after]}, LambdaContext()) == {"batchItemFailures": []}
+    assert len(_audit_items()) == 2
 
 
 # --- GET /audit --------------------------------------------------------------------------------

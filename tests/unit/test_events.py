@@ -313,7 +313,8 @@ class _Nobody:
 
 
 def admitted(record: dict[str, Any]) -> bool:
-    props = template.functions()["EventsFunction"].events["EventfulChanges"]["Properties"]
+    """Whether the change feed's FilterCriteria admit the record (it publishes events and writes the audit trail)."""
+    props = template.functions()["ChangeFeedFunction"].events["TableChanges"]["Properties"]
     source = StreamSource(function=_Nobody(), streams_client=None, stream_arn="", properties=props)  # type: ignore[arg-type]
     return source.matches(record)
 
@@ -332,18 +333,25 @@ EVENTFUL = [
     stream_record("INSERT", None, order()),
 ]
 
-FILTERED_OUT = [
+# Admitted for the audit trail (the change feed's filter is the audit filter), but they mean
+# no event: the records the events function's own filter kept out before the merge.
+UNEVENTFUL = [
     stream_record("MODIFY", stock(3, unlimited=True), stock(0, unlimited=True)),
-    stream_record("REMOVE", stock(3), None),
     stream_record("INSERT", None, hold()),
     stream_record("MODIFY", hold(), hold("RELEASED")),
     stream_record("MODIFY", hold(), hold("CONFIRMED")),
     stream_record("MODIFY", hold("EXPIRED"), hold("EXPIRED")),
     stream_record("MODIFY", hold(warnedFor=1), hold(warnedFor=1, lastAction="reservation_extended")),
     stream_record("MODIFY", order(), order(status="FULFILLED")),
+    stream_record("MODIFY", {"type": "CHECKOUT"}, {"type": "CHECKOUT", "storeId": "d"}),
+]
+
+FILTERED_OUT = [
+    stream_record("REMOVE", stock(3), None),
+    stream_record("REMOVE", hold("EXPIRED"), None),
     stream_record("INSERT", None, {"pk": "STORE#d#AUDIT#SKU#M", "sk": "1", "type": "AUDIT", "storeId": "d"}),
     stream_record("INSERT", None, {"pk": "EVENT#evt_1", "sk": "SENT", "type": "EVENT_SENT", "storeId": "d"}),
-    stream_record("MODIFY", {"type": "CHECKOUT"}, {"type": "CHECKOUT", "storeId": "d"}),
+    stream_record("INSERT", None, {"pk": "STORE#d#CART#c", "sk": "HOLD", "type": "CART_HOLD", "storeId": "d"}),
 ]
 
 
@@ -353,8 +361,14 @@ def test_every_record_that_means_an_event_passes_the_filters(record: dict[str, A
     assert admitted(record)
 
 
+@pytest.mark.parametrize("record", UNEVENTFUL)
+def test_admitted_records_that_cannot_mean_an_event_mean_none(record: dict[str, Any]) -> None:
+    assert admitted(record), "test data: the change feed's filter admits this record (the audit trail needs it)"
+    assert decide(record, THRESHOLD) == []
+
+
 @pytest.mark.parametrize("record", FILTERED_OUT)
-def test_records_that_cannot_mean_an_event_are_filtered_out(record: dict[str, Any]) -> None:
+def test_records_that_are_neither_audited_nor_eventful_are_filtered_out(record: dict[str, Any]) -> None:
     assert not admitted(record)
 
 
@@ -390,7 +404,7 @@ def bus(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
 
 
 def handler(event: dict[str, Any]) -> Any:
-    return load_function("events").lambda_handler(event, LambdaContext())
+    return load_function("change_feed").lambda_handler(event, LambdaContext())
 
 
 def test_a_record_is_published_once_however_often_it_is_delivered(bus: dict[str, Any]) -> None:
@@ -444,7 +458,7 @@ class _RefusingEvents:
 def test_refused_entries_fail_the_record_so_it_is_retried_and_then_published_once(
     bus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = load_function("events")
+    app = load_function("change_feed")
     records = [
         stream_record("MODIFY", stock(6), stock(5), record_id="ok", seq="6"),
         stream_record("MODIFY", stock(1), stock(0), record_id="refused", seq="7"),
@@ -470,12 +484,39 @@ def test_refused_entries_fail_the_record_so_it_is_retried_and_then_published_onc
     assert [e["detail-type"] for e in bus["received"]()] == ["StockOut", "StockBackIn"]  # StockLow not again
 
 
+def _audit_keys() -> list[tuple[str, str]]:
+    items = runtime.dynamodb_client().scan(TableName=runtime.services().settings.TABLE_NAME)["Items"]
+    return sorted((i["pk"]["S"], i["sk"]["S"]) for i in items if i["type"]["S"] == "AUDIT")
+
+
+def test_a_record_whose_publish_failed_is_retried_whole_and_its_audit_entry_is_written_once(
+    bus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change feed writes a record's audit entries first, then publishes: a refused publish
+    fails the record, and its retry finds the entries written (a no-op) and publishes."""
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    app = load_function("change_feed")
+    refusing = _RefusingEvents({"StockOut"})
+    monkeypatch.setattr(app, "events_client", lambda: refusing)
+    record = stream_record("MODIFY", stock(1), stock(0), record_id="out", seq="1")
+    with pytest.raises(BatchProcessingError):
+        handler({"Records": [record]})
+    written = _audit_keys()
+    assert len(written) == 1 and written[0][0] == "STORE#demo#AUDIT#sku#MUG"
+    assert bus["received"]() == []
+    refusing.refuse.clear()
+    assert handler({"Records": [record]}) == {"batchItemFailures": []}
+    assert _audit_keys() == written  # the same entry, not a second one
+    assert [e["detail-type"] for e in bus["received"]()] == ["StockOut"]
+
+
 def test_a_batch_whose_first_record_is_refused_fails_whole_so_lambda_bisects_it(
     bus: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-    app = load_function("events")
+    app = load_function("change_feed")
     monkeypatch.setattr(app, "events_client", lambda: _RefusingEvents({"StockOut"}))
     records = [
         stream_record("MODIFY", stock(1), stock(0), record_id="first", seq="1"),
@@ -496,6 +537,6 @@ def test_a_batch_with_nothing_eventful_publishes_nothing(bus: dict[str, Any]) ->
 
 
 def test_the_sample_event_publishes_a_stock_low(bus: dict[str, Any]) -> None:
-    event = json.loads((template.ROOT / "events/events-stock-low.json").read_text())
+    event = json.loads((template.ROOT / "events/change_feed-stock-low.json").read_text())
     assert handler(event) == {"batchItemFailures": []}
     assert [e["detail-type"] for e in bus["received"]()] == ["StockLow"]
