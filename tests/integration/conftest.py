@@ -17,8 +17,10 @@ import pytest
 
 from stockhold import runtime
 from stockhold.runtime import Services, services
+from tools import template
 from tools.ddblocal import DynamoDBLocal
 from tools.local.motoserver import MotoServer
+from tools.local.streams import StreamSource, lambda_record
 from tools.template import create_tables
 
 pytestmark = pytest.mark.integration
@@ -111,3 +113,40 @@ def assert_invariants(svc: Services) -> None:
         counters = {k: item[k] for k in ("onHand", "reserved", "allocated", "available")}
         assert all(v >= 0 for v in counters.values()), counters
         assert counters["available"] + counters["reserved"] + counters["allocated"] == counters["onHand"], counters
+
+
+def stream_records(svc: Services) -> list[dict[str, Any]]:
+    """Every record of the table's stream so far, as Lambda delivers them."""
+    client = runtime.dynamodb_client()
+    arn = client.describe_table(TableName=svc.settings.TABLE_NAME)["Table"]["LatestStreamArn"]
+    streams = boto3.client("dynamodbstreams", endpoint_url=client.meta.endpoint_url)
+    out: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        while it:
+            page = streams.get_records(ShardIterator=it)
+            out.extend(page["Records"])
+            if not page["Records"]:
+                break
+            it = page.get("NextShardIterator")
+    return [lambda_record(r) for r in out]
+
+
+class _NoFunction:
+    name = "none"
+
+
+def event_source(function: str, event: str) -> StreamSource:
+    """The template's stream event source of ``function`` (its FilterCriteria), for matching only."""
+    props = template.functions()[function].events[event]["Properties"]
+    return StreamSource(function=_NoFunction(), streams_client=None, stream_arn="", properties=props)  # type: ignore[arg-type]
+
+
+def hold_stream_source() -> StreamSource:
+    return event_source("HoldStreamFunction", "HoldChanges")
+
+
+def change_feed_source() -> StreamSource:
+    return event_source("ChangeFeedFunction", "TableChanges")

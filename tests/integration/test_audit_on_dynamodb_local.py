@@ -7,45 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 
 from stockhold import runtime
 from stockhold.runtime import Services
 from tests.helpers import ApiClient, load_function
-from tools import template
+from tests.integration.conftest import change_feed_source, stream_records
 from tools.local.context import LambdaContext
-from tools.local.streams import StreamSource, lambda_record
 
 pytestmark = pytest.mark.integration
-
-
-class _Never:
-    name = "never"
-
-
-def _audit_source() -> StreamSource:
-    props = template.functions()["ChangeFeedFunction"].events["TableChanges"]["Properties"]
-    return StreamSource(function=_Never(), streams_client=None, stream_arn="", properties=props)  # type: ignore[arg-type]
-
-
-def _stream_records(svc: Services) -> list[dict[str, Any]]:
-    """Every record of the table's stream so far, as Lambda delivers them."""
-    client = runtime.dynamodb_client()
-    arn = client.describe_table(TableName=svc.settings.TABLE_NAME)["Table"]["LatestStreamArn"]
-    streams = boto3.client("dynamodbstreams", endpoint_url=client.meta.endpoint_url)
-    out: list[dict[str, Any]] = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
-            "ShardIterator"
-        ]
-        for _ in range(50):
-            page = streams.get_records(ShardIterator=it)
-            out.extend(page["Records"])
-            it = page.get("NextShardIterator")
-            if not it or not page["Records"]:
-                break
-    return [lambda_record(r) for r in out]
 
 
 def _audit_items(svc: Services) -> list[dict[str, Any]]:
@@ -89,8 +59,8 @@ def test_a_holds_life_leaves_one_entry_per_change_and_reads_back_newest_first(
     assert api.post(f"/reservations/{rid}/extend", {"holdSeconds": 600}).status == 200
     assert api.post(f"/reservations/{rid}/confirm", {"orderId": "o-au-1"}).status == 200
 
-    source = _audit_source()
-    records = _stream_records(local)
+    source = change_feed_source()
+    records = stream_records(local)
     admitted = [r for r in records if source.matches(r)]
     # Every write of the stock item, the hold and the order passes the filter; cart slots do not.
     assert {r["dynamodb"]["NewImage"]["type"]["S"] for r in admitted} <= {"STOCK", "RESERVATION", "ORDER"}
@@ -105,7 +75,7 @@ def test_a_holds_life_leaves_one_entry_per_change_and_reads_back_newest_first(
     assert len(written) == len(set(written))
 
     # The change feed's own writes (audit entries, event markers) are in the same stream; its filter keeps them out.
-    records = _stream_records(local)
+    records = stream_records(local)
     audit_records = [r for r in records if r["dynamodb"].get("NewImage", {}).get("type") == {"S": "AUDIT"}]
     assert len(audit_records) == len(written)
     markers = [r for r in records if r["dynamodb"].get("NewImage", {}).get("type") == {"S": "EVENT_SENT"}]
@@ -140,8 +110,8 @@ def test_a_released_hold_and_an_adjustment_record_their_reasons(
     assert admin.post("/stock/AU-2/adjustments", {"delta": -1, "reason": "damaged"}).status == 200
     rid = api.post("/reservations", {"cartId": "c-r", "items": [{"sku": "AU-2", "quantity": 1}]}).body["reservationId"]
     assert api.post(f"/reservations/{rid}/release", {"reason": "payment_failed"}).status == 200
-    source = _audit_source()
-    admitted = [r for r in _stream_records(local) if source.matches(r)]
+    source = change_feed_source()
+    admitted = [r for r in stream_records(local) if source.matches(r)]
     assert load_function("change_feed").lambda_handler({"Records": admitted}, LambdaContext()) == {
         "batchItemFailures": []
     }

@@ -13,49 +13,24 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from stockhold import runtime
 from stockhold.models import Line, ReservationStatus
 from stockhold.runtime import Services, services
 from tests.helpers import load_function
+from tests.integration.conftest import change_feed_source, hold_stream_source, stream_records
 from tools import lambda_hook, template
 from tools.local.context import LambdaContext
 from tools.local.motoserver import MotoServer
 from tools.local.statemachines import stop_waits_for_start
-from tools.local.streams import StreamSource, lambda_record
 
 pytestmark = pytest.mark.integration
 
 
-def stream_records(svc: Services) -> list[dict[str, Any]]:
-    """Every record of the table's stream so far, as Lambda delivers them."""
-    client = runtime.dynamodb_client()
-    arn = client.describe_table(TableName=svc.settings.TABLE_NAME)["Table"]["LatestStreamArn"]
-    streams = boto3.client("dynamodbstreams", endpoint_url=client.meta.endpoint_url)
-    out: list[dict[str, Any]] = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
-            "ShardIterator"
-        ]
-        while it:
-            page = streams.get_records(ShardIterator=it)
-            out.extend(page["Records"])
-            if not page["Records"]:
-                break
-            it = page.get("NextShardIterator")
-    return [lambda_record(r) for r in out]
-
-
-class _Nobody:
-    name = "nobody"
-
-
 def admitted(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What Lambda would hand the change feed: the records its FilterCriteria admit."""
-    props = template.functions()["ChangeFeedFunction"].events["TableChanges"]["Properties"]
-    source = StreamSource(function=_Nobody(), streams_client=None, stream_arn="", properties=props)  # type: ignore[arg-type]
+    source = change_feed_source()
     return [r for r in records if source.matches(r)]
 
 
@@ -240,8 +215,7 @@ def test_a_plain_hold_gets_no_warning(hold_timer: dict[str, Any], bus: dict[str,
 
 def hold_stream_records(svc: Services) -> list[dict[str, Any]]:
     """What Lambda would hand the hold stream: the records its FilterCriteria admit."""
-    props = template.functions()["HoldStreamFunction"].events["HoldChanges"]["Properties"]
-    source = StreamSource(function=_Nobody(), streams_client=None, stream_arn="", properties=props)  # type: ignore[arg-type]
+    source = hold_stream_source()
     return [r for r in stream_records(svc) if source.matches(r)]
 
 

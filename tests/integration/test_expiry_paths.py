@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import boto3
 import pytest
 
 from stockhold import runtime
@@ -14,45 +13,15 @@ from stockhold.models import Line, ReservationStatus
 from stockhold.runtime import Services, services
 from stockhold.store import reservation_key, stock_key, to_av
 from tests.helpers import load_function
-from tests.integration.conftest import assert_invariants
-from tools import template
+from tests.integration.conftest import assert_invariants, hold_stream_source, stream_records
 from tools.local.context import LambdaContext
-from tools.local.streams import StreamSource, lambda_record
 
 pytestmark = pytest.mark.integration
 
 
-def _ttl_filter() -> dict[str, Any]:
-    """The hold stream's event source (the TTL backstop is one of its three record kinds)."""
-    return template.functions()["HoldStreamFunction"].events["HoldChanges"]["Properties"]
-
-
-class _Never:
-    name = "never"
-
-
 def _matches(record: dict[str, Any]) -> bool:
-    """Whether the hold stream's FilterCriteria admit this record."""
-    source = StreamSource(function=_Never(), streams_client=None, stream_arn="", properties=_ttl_filter())  # type: ignore[arg-type]
-    return source.matches(record)
-
-
-def _stream_records(svc: Services) -> list[dict[str, Any]]:
-    client = runtime.dynamodb_client()
-    arn = client.describe_table(TableName=svc.settings.TABLE_NAME)["Table"]["LatestStreamArn"]
-    streams = boto3.client("dynamodbstreams", endpoint_url=client.meta.endpoint_url)
-    out: list[dict[str, Any]] = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
-            "ShardIterator"
-        ]
-        for _ in range(20):
-            page = streams.get_records(ShardIterator=it)
-            out.extend(page["Records"])
-            it = page.get("NextShardIterator")
-            if not it or not page["Records"]:
-                break
-    return [lambda_record(r) for r in out]  # as Lambda delivers them
+    """Whether the hold stream's FilterCriteria admit this record (the TTL backstop is one of its kinds)."""
+    return hold_stream_source().matches(record)
 
 
 def _wait(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -92,7 +61,7 @@ def test_a_hold_whose_timer_never_ran_is_returned_by_the_ttl_path_once(
     # DynamoDB Local's TTL sweeper deletes the item (deadline + grace 0 has passed).
     _wait(lambda: "Item" not in client.get_item(TableName=svc.settings.TABLE_NAME, Key=key, ConsistentRead=True))
     removes = [
-        r for r in _stream_records(svc) if r["eventName"] == "REMOVE" and r["dynamodb"]["Keys"]["pk"] == key["pk"]
+        r for r in stream_records(svc) if r["eventName"] == "REMOVE" and r["dynamodb"]["Keys"]["pk"] == key["pk"]
     ]
     assert len(removes) == 1 and removes[0]["userIdentity"] == {
         "type": "Service",
@@ -120,7 +89,7 @@ def test_removes_that_are_not_ttl_deletions_of_active_holds_are_filtered_out(sho
     client = runtime.dynamodb_client()
     # A user's delete of an active hold (not the TTL service).
     client.delete_item(TableName=svc.settings.TABLE_NAME, Key=to_av(reservation_key("demo", active.reservation_id)))
-    records = _stream_records(svc)
+    records = stream_records(svc)
     removes = [r for r in records if r["eventName"] == "REMOVE" and r["dynamodb"]["Keys"]["sk"]["S"] == "RESERVATION"]
     assert len(removes) == 1 and "userIdentity" not in removes[0]
     # The TTL service deleting an ended hold's history, 30 days on: made from the real
