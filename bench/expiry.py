@@ -1072,15 +1072,15 @@ def report(res: ExpiryResults) -> str:
                 [False, True, True, False, True],
             )
         )
-        no_loop = 4.0
+        no_loop = 5.0  # WarnFirst, WaitForDeadline, ExpireIfDue, StillHeld, Ended
         ideal_total = total - sfn + no_loop * 1000 * SFN_PER_TRANSITION
         expire = run.invocations.get("ExpireFunction", Invocations())
         starter = run.invocations.get("HoldStreamFunction", Invocations())
         ending = Counter(c.label for c in map(classify, run.requests) if c.what in ("expire", "end"))
         out.append(
             f"  Step Functions is {sfn / total * 100:.0f} % of it. Transitions: {_transitions(run)} in {n} executions: "
-            f"4 per hold (WaitForDeadline, ExpireIfDue, StillHeld, Ended) + 4 for each of the {loops} that woke early "
-            f"(moto's Wait, see [4]). A Wait that never wakes early (as AWS's Timestamp wait should not) gives 4 per "
+            f"5 per hold (WarnFirst, WaitForDeadline, ExpireIfDue, StillHeld, Ended) + 4 for each of the {loops} that "
+            f"woke early (moto's Wait, see [4]). A Wait that never wakes early (as AWS's Timestamp wait should not) gives 5 per "
             f"hold: {_dollars(no_loop * 1000 * SFN_PER_TRANSITION)} for Step Functions, {_dollars(ideal_total)} in all."
         )
         out.append(
