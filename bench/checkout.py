@@ -40,7 +40,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench import procs
 from bench.ddbhooks import item_size
 from bench.ddbproxy import ProxyProcess, Request
 from bench.env import ROOT
@@ -63,6 +62,7 @@ from bench.expiry import (
     _no_leftovers,
     _run_child,
     _stop_abruptly,
+    _stop_in_order,
     _warm,
 )
 from bench.stats import median_ms, p95_ms, table
@@ -446,13 +446,7 @@ def one_run(n: int, timeout_s: float, say: Callable[[str], None]) -> CheckoutRun
             _stop_abruptly(stack)
         raise
     finally:
-        with procs.shielded():
-            if stack is not None:
-                stack.stop()
-            if proxy is not None:
-                proxy.stop()
-            if ddb_local is not None:
-                ddb_local.stop()
+        _stop_in_order(stack, proxy, ddb_local)
     run.seconds = time.monotonic() - started
     return run
 

@@ -543,6 +543,14 @@ def _cpu_by_kind(ddb_pid: int, proxy_pid: int) -> dict[str, float]:
     return out
 
 
+def _stop_in_order(stack: Any, proxy: Any, ddb_local: Any) -> None:
+    """A run's end, whatever happened: the stack (workers, pollers, moto), then the proxy, then DynamoDB Local."""
+    with procs.shielded():
+        for part in (stack, proxy, ddb_local):
+            if part is not None:
+                part.stop()
+
+
 def _stop_abruptly(stack: Any) -> None:
     """After an error or an interrupt: stop what invokes functions, then kill the workers (by pid) before
     LocalStack.stop() shuts their pools down. (Should a worker ever get a SIGINT - Ctrl-C signals a whole
@@ -641,13 +649,7 @@ def one_run(
             _stop_abruptly(stack)
         raise
     finally:
-        with procs.shielded():
-            if stack is not None:
-                stack.stop()
-            if proxy is not None:
-                proxy.stop()
-            if ddb_local is not None:
-                ddb_local.stop()
+        _stop_in_order(stack, proxy, ddb_local)
     run.seconds = time.monotonic() - started
     return run
 

@@ -121,6 +121,11 @@ def test_expiry_by_any_path_abandons_the_checkout_and_returns_the_stock(shop: Sh
     assert shop.available("A") == (5, 0, 0)
     with pytest.raises(ReservationExpired):
         shop.checkouts.complete("demo", cid, "pay-1")
+    with pytest.raises(ReservationExpired):  # saving details after the deadline: 410 too, nothing saved
+        shop.checkouts.update("demo", cid, {"step": "review"})
+    with pytest.raises(ReservationExpired):
+        shop.checkouts.payment("demo", cid)
+    assert shop.checkouts.get("demo", cid).checkout.step is None
     assert shop.checkouts.get("demo", cid).checkout.order_id is None
     assert shop.available("A") == (5, 0, 0)
     # The shopper starts again: a new checkout with a fresh hold.
