@@ -28,7 +28,8 @@ class Route:
     def match(self, method: str, path: str) -> dict[str, str] | None:
         if method != self.method:
             return None
-        m = self.pattern.match(path)
+        # The whole path, as API Gateway matches it: ``$`` alone would also match before a final newline.
+        m = self.pattern.fullmatch(path)
         return {k: unquote(v) for k, v in m.groupdict().items()} if m else None
 
 

@@ -1,14 +1,16 @@
 """Shared HTTP plumbing of the API function: the caller's identity, the error shape,
-request pre-checks (size, encoding) and Idempotency-Key handling."""
+request pre-checks (path, size, encoding) and Idempotency-Key handling."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import re
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
@@ -109,8 +111,24 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
+# C0 controls, DEL and C1 controls (Unicode category Cc). No route takes one in its path.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _has_control_character(event: dict[str, Any]) -> bool:
+    """The path, as API Gateway gave it and once more percent-decoded, or a path parameter
+    holds a control character. Python's ``$`` matches before a final newline, so Powertools'
+    route regexes would otherwise take ``/stock/MUG\n`` for ``/stock/MUG``."""
+    path = str(event.get("path") or "")
+    values = [path, unquote(path), *(str(v) for v in (event.get("pathParameters") or {}).values())]
+    return any(_CONTROL.search(v) for v in values)
+
+
 def precheck(event: dict[str, Any]) -> dict[str, Any] | None:
-    """Reject bodies over 64 KiB (413) and bodies that are not UTF-8 text (400) before any work."""
+    """Before any work, refuse a path with a control character (404, as no route matches it),
+    bodies over 64 KiB (413) and bodies that are not UTF-8 text (400)."""
+    if _has_control_character(event):
+        return _raw_error(404, "NOT_FOUND", "no such route")
     body = event.get("body")
     if body is None:
         return None

@@ -15,6 +15,8 @@ import pytest
 
 from stockhold import service
 from tests.helpers import ApiClient, ApiResponse
+from tools import apigw
+from tools.local.context import LambdaContext
 
 SKUS = ("A-1", "B-2")
 ON_HAND = {"A-1": 10, "B-2": 5}
@@ -386,3 +388,100 @@ def test_validate_also_refuses_97_lines(world: World) -> None:
     items = [line(s) for s in MANY[: service.MAX_LINES + 1]]
     err = assert_error(world.api.post("/stock/validate", {"items": items}), 400, "VALIDATION_ERROR")
     assert "items" in field_names(err)
+
+
+# --- issue 9: a control character in the path matches no route ----------------------------
+#
+# Python's ``$`` also matches before a final "\n", so Powertools' route regexes took
+# ``PUT /stock/MUG%0A`` for ``PUT /stock/MUG`` and wrote MUG. On AWS, API Gateway hands
+# such a path to the function, so the function itself must refuse it; the local gateway
+# must not match it either.
+
+# A value for each path parameter the template uses: the fixture's own records where it has them.
+PARAM_VALUES = {"sku": "A-1", "reservationId": "{rid}", "cartId": "cart-1", "checkoutId": "co-1", "orderId": "o-1"}
+TEMPLATE_ROUTES = [r for r in apigw.routes() if r.function == "ApiFunction" and r.resource != "/openapi.json"]
+
+
+def concrete(resource: str, rid: str) -> str:
+    path = resource
+    for name, value in PARAM_VALUES.items():
+        path = path.replace("{" + name + "}", value)
+    assert "{" not in path.replace("{rid}", ""), f"no test value for a parameter of {resource}"
+    return path.format(rid=rid)
+
+
+def forwarded(client: ApiClient, method: str, path: str, body: Any = None) -> ApiResponse:
+    """Call the handler with ``path`` as API Gateway could forward it: under the template route
+    that the path minus its control characters names (the local gateway would not match it)."""
+    clean = "".join(ch for ch in path if ch.isprintable())
+    found = apigw.find_route(method, clean)
+    assert found, (method, clean)
+    route, params = found
+    event = apigw.build_event(
+        route,
+        params,
+        path=path,
+        headers={"Content-Type": "application/json"},
+        body=json.dumps(body) if body is not None else None,
+        authorizer={"storeId": client.store, "role": client.role, "principalId": client.store},
+    )
+    out = client.handler(event, LambdaContext())
+    return ApiResponse(
+        out["statusCode"], out.get("headers") or {}, json.loads(out["body"]) if out.get("body") else None
+    )
+
+
+def assert_no_route(resp: ApiResponse) -> None:
+    err = assert_error(resp, 404, "NOT_FOUND")
+    assert err["message"] == "no such route", err  # refused before any handler, not an unknown record
+
+
+@pytest.mark.parametrize("route", TEMPLATE_ROUTES, ids=lambda r: f"{r.method} {r.resource}")
+def test_every_route_refuses_a_path_ending_in_newline(world: World, route: apigw.Route) -> None:
+    """Every template route: its path plus a final newline is no route, and changes nothing."""
+    before = world.snapshot()
+    path = concrete(route.resource, world.rid) + "\n"
+    body = {"onHand": 3} if route.resource == "/stock/{sku}" else {"delta": 1, "reason": "r"}
+    resp = forwarded(world.admin, route.method, path, body if route.method in ("PUT", "POST", "PATCH") else None)
+    assert_no_route(resp)
+    assert world.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/stock/NEW-1\n",
+        "/stock/NEW-1\r\n",
+        "/stock/NEW-1\x00",
+        "/stock/NEW-1\t",
+        "/stock/NEW\n-1",
+        "/stock/NEW-1\x7f",
+        "/stock/NEW-1\x85",
+        "/stock/NEW-1%0A",
+    ],
+    ids=repr,
+)
+def test_put_stock_with_a_control_character_in_the_sku_creates_no_record(admin: ApiClient, path: str) -> None:
+    """``PUT /stock/MUG%0A`` wrote SKU ``MUG``: now no SKU is made, whatever the gateway decoded."""
+    assert_no_route(forwarded(admin, "PUT", path, {"onHand": 3}))
+    assert admin.get("/stock/NEW-1").status == 404
+    assert admin.get("/stock/NEW").status == 404
+
+
+def test_reservation_path_ending_in_newline_is_no_route_and_the_hold_stays(world: World) -> None:
+    before = world.snapshot()
+    assert_no_route(world.api.get(f"/reservations/{world.rid}\n"))
+    for step in ("release", "confirm", "extend"):
+        body = {"orderId": "o-1"} if step == "confirm" else {}
+        assert_no_route(forwarded(world.api, "POST", f"/reservations/{world.rid}/{step}\n", body))
+        assert_no_route(forwarded(world.api, "POST", f"/reservations/{world.rid}\n/{step}", body))
+    assert world.snapshot() == before
+    assert before[1]["status"] == "ACTIVE"
+
+
+def test_the_local_gateway_matches_no_route_for_a_literal_segment_ending_in_newline() -> None:
+    """tools/apigw.py matches the whole path, as API Gateway does: ``/adjustments\\n`` is not ``/adjustments``."""
+    assert apigw.find_route("POST", "/stock/MUG/adjustments\n") is None
+    assert apigw.find_route("POST", "/reservations/r-1/release\n") is None
+    assert apigw.find_route("GET", "/audit\n") is None
+    assert apigw.find_route("POST", "/stock/MUG/adjustments") is not None
