@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from http_common import error_response, idempotent_resolve, precheck, validation_details
+from http_common import RouteAccess, error_response, idempotent_resolve, precheck, validation_details
 
 from stockhold import actor
 from stockhold.errors import StockholdError
@@ -31,6 +31,8 @@ app.include_router(reservation_routes.router)
 app.include_router(checkout_routes.router)
 app.include_router(order_routes.router)
 app.include_router(audit_routes.router)
+# Which routes need an admin key, from the handlers themselves: refused before validation.
+ACCESS = RouteAccess(app)
 
 
 def openapi_json() -> str:
@@ -72,7 +74,7 @@ def no_route(_: Exception) -> Response[Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    rejected = precheck(event)
+    rejected = precheck(event, ACCESS)
     if rejected is not None:
         return rejected
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}

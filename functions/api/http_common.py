@@ -1,18 +1,22 @@
 """Shared HTTP plumbing of the API function: the caller's identity, the error shape,
-request pre-checks (path, size, encoding) and Idempotency-Key handling."""
+request pre-checks (path, role, size, encoding) and Idempotency-Key handling."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import binascii
+import inspect
 import json
 import re
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Route
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -27,7 +31,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import D
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stockhold.api_models import ErrorOut
-from stockhold.errors import Forbidden, Unauthorized
+from stockhold.errors import Forbidden, StockholdError, Unauthorized
 from stockhold.models import Role
 from stockhold.observability import logger
 from stockhold.runtime import dynamodb_client, services
@@ -124,11 +128,54 @@ def _has_control_character(event: dict[str, Any]) -> bool:
     return any(_CONTROL.search(v) for v in values)
 
 
-def precheck(event: dict[str, Any]) -> dict[str, Any] | None:
+def _calls_caller_as_admin(func: Callable[..., Any]) -> bool:
+    """The handler calls ``caller(..., admin=True)``: the one place a route says it is admin-only."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+        if name == caller.__name__ and any(
+            kw.arg == "admin" and isinstance(kw.value, ast.Constant) and kw.value.value is True for kw in node.keywords
+        ):
+            return True
+    return False
+
+
+class RouteAccess:
+    """Which routes need an admin key, read once from the handlers' own ``caller(..., admin=True)``,
+    so a storefront key is refused (403) before request validation runs: validation would answer
+    a bad body with 400 first, and show the admin route's rules to a storefront key."""
+
+    def __init__(self, app: APIGatewayRestResolver) -> None:
+        # Powertools' own order of resolution: static routes, then dynamic ones; first match wins.
+        self._routes: list[Route] = [*app._static_routes, *app._dynamic_routes]
+        self.admin_routes: tuple[Route, ...] = tuple(r for r in self._routes if _calls_caller_as_admin(r.func))
+
+    def route(self, method: str, path: str) -> Route | None:
+        """The route Powertools would run for this method and path."""
+        return next((r for r in self._routes if r.method == method and r.rule.match(path)), None)
+
+    def refused(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        route = self.route(str(event.get("httpMethod", "")).upper(), str(event.get("path") or ""))
+        if route is None or route not in self.admin_routes:
+            return None
+        try:
+            caller(APIGatewayProxyEvent(event), admin=True)
+        except StockholdError as exc:
+            return _raw_error(exc.status, exc.code, exc.message, exc.details)
+        return None
+
+
+def precheck(event: dict[str, Any], access: RouteAccess) -> dict[str, Any] | None:
     """Before any work, refuse a path with a control character (404, as no route matches it),
-    bodies over 64 KiB (413) and bodies that are not UTF-8 text (400)."""
+    a storefront key on an admin route (403, whatever the body), bodies over 64 KiB (413) and
+    bodies that are not UTF-8 text (400)."""
     if _has_control_character(event):
         return _raw_error(404, "NOT_FOUND", "no such route")
+    refused = access.refused(event)
+    if refused is not None:
+        return refused
     body = event.get("body")
     if body is None:
         return None

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from stockhold import service
-from tests.helpers import ApiClient, ApiResponse
+from tests.helpers import ApiClient, ApiResponse, load_function
 from tools import apigw
 from tools.local.context import LambdaContext
 
@@ -308,6 +308,49 @@ CASES = [
     # validate holds nothing, but must refuse the same carts
     Case("validate-quantity-zero", "POST", "/stock/validate", {"items": [line(quantity=0)]}, fields=(Q,)),
     Case("validate-duplicate-sku", "POST", "/stock/validate", {"items": [line(), line()]}, fields=("items",)),
+    # issue 9: a storefront key on an admin route is 403 whatever its body or query,
+    # before validation (which would show it the admin routes' rules)
+    *(
+        Case(
+            f"storefront-on-admin-{name}",
+            method,
+            path,
+            body,
+            raw=raw,
+            headers=headers or {},
+            query=query,
+            status=403,
+            code="FORBIDDEN",
+        )
+        for name, method, path, body, raw, headers, query in [
+            ("put-stock-valid-body", "PUT", "/stock/A-1", {"onHand": 3}, None, None, None),
+            ("put-stock-onHand-negative", "PUT", "/stock/A-1", {"onHand": -1}, None, None, None),
+            ("put-stock-unknown-field", "PUT", "/stock/A-1", {"onHand": 3, "onhand": 3}, None, None, None),
+            ("put-stock-malformed-json", "PUT", "/stock/A-1", NO_BODY, '{"onHand": ', None, None),
+            ("put-stock-no-body", "PUT", "/stock/A-1", NO_BODY, None, None, None),
+            ("put-stock-bad-sku-in-path", "PUT", "/stock/A%201", {"onHand": 3}, None, None, None),
+            ("put-stock-over-64KiB", "PUT", "/stock/A-1", {"onHand": 3, "x": "x" * 70_000}, None, None, None),
+            ("put-stock-text-plain", "PUT", "/stock/A-1", {"onHand": 3}, None, {"Content-Type": "text/plain"}, None),
+            ("put-stock-gzip", "PUT", "/stock/A-1", {"onHand": 3}, None, {"Content-Encoding": "gzip"}, None),
+            ("put-stock-duplicate-key", "PUT", "/stock/A-1", NO_BODY, '{"onHand": 7, "onHand": 3}', None, None),
+            (
+                "put-stock-long-Idempotency-Key",
+                "PUT",
+                "/stock/A-1",
+                {"onHand": 3},
+                None,
+                {"Idempotency-Key": "k" * 256},
+                None,
+            ),
+            ("adjust-delta-zero", "POST", "/stock/A-1/adjustments", {"delta": 0, "reason": "r"}, None, None, None),
+            ("adjust-no-reason", "POST", "/stock/A-1/adjustments", {"delta": 1}, None, None, None),
+            ("fulfil-unknown-field", "POST", "/orders/o-1/fulfil", {"carrier": "x"}, None, None, None),
+            ("fulfil-json-list", "POST", "/orders/o-1/fulfil", NO_BODY, "[]", None, None),
+            ("audit-no-query", "GET", "/audit", NO_BODY, None, None, None),
+            ("audit-unknown-query", "GET", "/audit", NO_BODY, None, None, {"bogus": "1"}),
+            ("audit-limit-0", "GET", "/audit", NO_BODY, None, None, {"sku": "A-1", "limit": "0"}),
+        ]
+    ),
 ]
 
 
@@ -485,3 +528,39 @@ def test_the_local_gateway_matches_no_route_for_a_literal_segment_ending_in_newl
     assert apigw.find_route("POST", "/reservations/r-1/release\n") is None
     assert apigw.find_route("GET", "/audit\n") is None
     assert apigw.find_route("POST", "/stock/MUG/adjustments") is not None
+
+
+# --- issue 9: which routes are admin is decided once -------------------------------------
+
+
+def test_the_admin_routes_are_the_ones_api_md_names() -> None:
+    """Derived from the handlers (``caller(..., admin=True)``); API.md names these four."""
+    app = load_function("api")
+    assert {(r.method, r.openapi_path) for r in app.ACCESS.admin_routes} == {
+        ("PUT", "/stock/{sku}"),
+        ("POST", "/stock/{sku}/adjustments"),
+        ("POST", "/orders/{orderId}/fulfil"),
+        ("GET", "/audit"),
+    }
+
+
+def test_an_admin_key_still_gets_validation_errors_on_admin_routes(world: World) -> None:
+    before = world.snapshot()
+    err = assert_error(world.admin.put("/stock/A-1", {"onHand": -1}), 400, "VALIDATION_ERROR")
+    assert "onHand" in field_names(err)
+    assert world.snapshot() == before
+
+
+def test_a_storefront_403_on_an_admin_route_names_no_field(world: World) -> None:
+    """The refusal shows a storefront key nothing of the admin route's rules."""
+    err = assert_error(world.api.put("/stock/A-1", {"onHand": -1, "bogus": 1}), 403, "FORBIDDEN")
+    assert err["details"] == {}
+    assert "onHand" not in err["message"] and "bogus" not in err["message"]
+
+
+def test_a_storefront_key_on_an_admin_route_spends_no_idempotency_key(world: World) -> None:
+    """The 403 comes before the Idempotency-Key is recorded: the admin may use the same key afterwards."""
+    headers = {"Idempotency-Key": "k-shared"}
+    assert_error(world.api.put("/stock/A-1", {"onHand": 4}, headers=headers), 403, "FORBIDDEN")
+    assert world.admin.put("/stock/A-1", {"onHand": 12}, headers=headers).status == 200
+    assert world.admin.get("/stock/A-1").body["onHand"] == 12
