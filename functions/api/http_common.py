@@ -1,5 +1,5 @@
 """Shared HTTP plumbing of the API function: the caller's identity, the error shape,
-request pre-checks (path, role, size, encoding) and Idempotency-Key handling."""
+request pre-checks (path, role, size, encoding, JSON) and Idempotency-Key handling."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import binascii
 import inspect
 import json
 import re
+import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -56,6 +57,10 @@ ERRORS: dict[int, Any] = {
     },
     410: {"description": "RESERVATION_EXPIRED: the deadline passed", "content": _ERROR},
     413: {"description": "PAYLOAD_TOO_LARGE: the body is over 64 KiB", "content": _ERROR},
+    415: {
+        "description": "UNSUPPORTED_MEDIA_TYPE: the body has a Content-Encoding other than identity",
+        "content": _ERROR,
+    },
     503: {"description": "TOO_BUSY: hot items kept conflicting; retry with backoff", "content": _ERROR},
 }
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -87,10 +92,16 @@ def error_response(status: int, code: str, message: str, details: dict[str, Any]
     )
 
 
-def _raw_error(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+def _raw_error(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     return {
         "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
+        "headers": {"Content-Type": "application/json", **(headers or {})},
         "body": json.dumps({"error": {"code": code, "message": message, "details": details or {}}}),
         "isBase64Encoded": False,
     }
@@ -167,10 +178,82 @@ class RouteAccess:
         return None
 
 
+class _BodyFault(Exception):
+    def __init__(self, fields: list[dict[str, str]]) -> None:
+        self.fields = fields
+
+
+def _field_path(parts: Sequence[str | int]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
+    return out or "body"
+
+
+class _WithDuplicates(dict[str, Any]):
+    """A JSON object that named some key more than once (the last value kept, as json.loads does)."""
+
+    duplicates: list[str]
+
+
+def _parse_json_object(text: str) -> Any:
+    """``json.loads``, refusing what it would silently misread or crash on: a duplicate key (the
+    last would win) and an integer literal past Python's int-parsing limit (a ValueError that is
+    not a JSONDecodeError, so it escaped as a 502). Both raise ``_BodyFault`` naming each field."""
+    limit = sys.get_int_max_str_digits()
+    too_long = object()
+    suspect: list[bool] = []
+
+    def parse_int(literal: str) -> Any:
+        if limit and len(literal.lstrip("-")) > limit:
+            suspect.append(True)
+            return too_long
+        return int(literal)
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) == len(items):
+            return obj
+        suspect.append(True)
+        seen: set[str] = set()
+        dup = _WithDuplicates(obj)
+        dup.duplicates = []
+        for key, _ in items:
+            if key in seen and key not in dup.duplicates:
+                dup.duplicates.append(key)
+            seen.add(key)
+        return dup
+
+    parsed = json.loads(text, parse_int=parse_int, object_pairs_hook=pairs)
+    if not suspect:
+        return parsed
+    faults: list[dict[str, str]] = []
+    todo: list[tuple[Any, tuple[str | int, ...]]] = [(parsed, ())]
+    while todo:  # iterative: the body may be nested deep
+        value, at = todo.pop()
+        if value is too_long:
+            faults.append({"field": _field_path(at), "message": f"integer of more than {limit} digits"})
+        elif isinstance(value, dict):
+            for key in getattr(value, "duplicates", ()):
+                faults.append({"field": _field_path((*at, key)), "message": f"duplicate key {key!r}"})
+            todo.extend((v, (*at, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            todo.extend((v, (*at, i)) for i, v in enumerate(value))
+    raise _BodyFault(sorted(faults, key=lambda f: f["field"]))
+
+
+def _unsupported_encoding(headers: dict[str, Any]) -> str | None:
+    """The request's Content-Encoding when it is anything but absent or ``identity``."""
+    value = str(headers.get("content-encoding") or "")
+    codings = [c.strip().lower() for c in value.split(",") if c.strip()]
+    return value.strip() if any(c != "identity" for c in codings) else None
+
+
 def precheck(event: dict[str, Any], access: RouteAccess) -> dict[str, Any] | None:
-    """Before any work, refuse a path with a control character (404, as no route matches it),
-    a storefront key on an admin route (403, whatever the body), bodies over 64 KiB (413) and
-    bodies that are not UTF-8 text (400)."""
+    """Refuse, before any work, in this order: a path with a control character (404, as no route
+    matches it), a storefront key on an admin route (403, whatever the body), a body with a
+    Content-Encoding other than identity (415), not JSON (400), over 64 KiB (413), not UTF-8 (400),
+    with a duplicate key or an over-long integer (400), or not a JSON object (400)."""
     if _has_control_character(event):
         return _raw_error(404, "NOT_FOUND", "no such route")
     refused = access.refused(event)
@@ -180,6 +263,15 @@ def precheck(event: dict[str, Any], access: RouteAccess) -> dict[str, Any] | Non
     if body is None:
         return None
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    encoding = _unsupported_encoding(headers)
+    if encoding is not None:
+        return _raw_error(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"Content-Encoding {encoding} is not supported; send the body uncompressed",
+            {"fields": [{"field": "Content-Encoding"}]},
+            headers={"Accept-Encoding": "identity"},
+        )
     content_type = str(headers.get("content-type", "application/json")).split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         return _raw_error(
@@ -207,11 +299,16 @@ def precheck(event: dict[str, Any], access: RouteAccess) -> dict[str, Any] | Non
     except UnicodeDecodeError:
         return _raw_error(400, "VALIDATION_ERROR", "body must be UTF-8 JSON", {"fields": [{"field": "body"}]})
     try:
-        parsed = json.loads(text) if text.strip() else {}
+        parsed = _parse_json_object(text) if text.strip() else {}
     except RecursionError:
         return _raw_error(400, "VALIDATION_ERROR", "body is nested too deeply", {"fields": [{"field": "body"}]})
-    except ValueError:
+    except _BodyFault as fault:
+        names = ", ".join(f"{f['field']} ({f['message']})" for f in fault.fields)
+        return _raw_error(400, "VALIDATION_ERROR", f"invalid request: {names}", {"fields": fault.fields})
+    except json.JSONDecodeError:
         return None  # the resolver reports malformed JSON with its position
+    except ValueError as exc:  # any other refusal of the parser: never let it reach the resolver as a 502
+        return _raw_error(400, "VALIDATION_ERROR", f"body is not valid JSON: {exc}", {"fields": [{"field": "body"}]})
     if not isinstance(parsed, dict):
         # Powertools would otherwise take the first element of a JSON array as the body.
         return _raw_error(400, "VALIDATION_ERROR", "body must be a JSON object", {"fields": [{"field": "body"}]})

@@ -7,6 +7,7 @@ compares the whole Stock body (except ``updatedAt``) and the reservation before 
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +136,13 @@ CONFIRM = "/reservations/{rid}/confirm"
 RELEASE = "/reservations/{rid}/release"
 Q = "items[0].quantity"
 MANY = [f"X-{i:03d}" for i in range(200)]
+HUGE = "7" * 4301  # one digit past sys.get_int_max_str_digits()'s default
+
+
+def _with(body: dict[str, Any], name: str, raw_value: str) -> str:
+    """``body`` as JSON text with field ``name`` set to the literal JSON ``raw_value``."""
+    return json.dumps({**body, name: None}).replace(f'"{name}": null', f'"{name}": {raw_value}')
+
 
 CASES = [
     # quantities
@@ -308,6 +316,103 @@ CASES = [
     # validate holds nothing, but must refuse the same carts
     Case("validate-quantity-zero", "POST", "/stock/validate", {"items": [line(quantity=0)]}, fields=(Q,)),
     Case("validate-duplicate-sku", "POST", "/stock/validate", {"items": [line(), line()]}, fields=("items",)),
+    # issue 9: an integer literal past Python's int-parsing limit (4300 digits) was a 502
+    Case("int-4301-digits-onHand", "PUT", "/stock/A-1", raw=f'{{"onHand": {HUGE}}}', fields=("onHand",), role="admin"),
+    Case(
+        "int-4301-digits-negative", "PUT", "/stock/A-1", raw=f'{{"onHand": -{HUGE}}}', fields=("onHand",), role="admin"
+    ),
+    Case(
+        "int-4301-digits-quantity",
+        "POST",
+        RES,
+        raw=_with(cart(), "items", f'[{{"sku": "A-1", "quantity": {HUGE}}}]'),
+        fields=(Q,),
+    ),
+    Case("int-4301-digits-unknown-field", "POST", RES, raw=_with(cart(), "note", f"[1, {HUGE}]"), fields=("note[1]",)),
+    Case(
+        "int-4301-digits-with-Idempotency-Key",
+        "POST",
+        "/stock/A-1/adjustments",
+        raw=f'{{"delta": {HUGE}, "reason": "r"}}',
+        headers={"Idempotency-Key": "k-huge"},
+        fields=("delta",),
+        role="admin",
+    ),
+    Case(
+        "float-5000-digits-quantity",
+        "POST",
+        RES,
+        raw=_with(cart(), "items", f'[{{"sku": "A-1", "quantity": {HUGE}.5}}]'),
+        fields=(Q,),
+    ),
+    # issue 9: duplicate keys mean two things at once; the last one used to win silently
+    Case(
+        "duplicate-key-onHand", "PUT", "/stock/A-1", raw='{"onHand": 7, "onHand": 3}', fields=("onHand",), role="admin"
+    ),
+    Case(
+        "duplicate-key-same-value",
+        "PUT",
+        "/stock/A-1",
+        raw='{"onHand": 3, "onHand": 3}',
+        fields=("onHand",),
+        role="admin",
+    ),
+    Case(
+        "duplicate-key-in-a-line",
+        "POST",
+        RES,
+        raw='{"cartId": "cart-2", "items": [{"sku": "A-1", "quantity": 1, "quantity": 5}]}',
+        fields=("items[0].quantity",),
+    ),
+    Case(
+        "duplicate-key-cartId",
+        "POST",
+        RES,
+        raw='{"cartId": "cart-2", "items": [{"sku": "A-1", "quantity": 1}], "cartId": "cart-1"}',
+        fields=("cartId",),
+    ),
+    Case(
+        "duplicate-key-with-Idempotency-Key",
+        "POST",
+        "/stock/A-1/adjustments",
+        raw='{"delta": 1, "reason": "r", "delta": 100}',
+        headers={"Idempotency-Key": "k-dup"},
+        fields=("delta",),
+        role="admin",
+    ),
+    # issue 9: a Content-Encoding stockhold cannot decode was ignored, the body read as if plain
+    Case(
+        "content-encoding-gzip-on-plain-json",
+        "PUT",
+        "/stock/A-1",
+        {"onHand": 3},
+        headers={"Content-Encoding": "gzip"},
+        status=415,
+        code="UNSUPPORTED_MEDIA_TYPE",
+        fields=("Content-Encoding",),
+        role="admin",
+    ),
+    Case(
+        "content-encoding-gzip-on-gzip-bytes",
+        "PUT",
+        "/stock/A-1",
+        raw=gzip.compress(b'{"onHand": 3}'),
+        headers={"Content-Encoding": "gzip"},
+        status=415,
+        code="UNSUPPORTED_MEDIA_TYPE",
+        fields=("Content-Encoding",),
+        role="admin",
+    ),
+    Case(
+        "content-encoding-br-then-identity",
+        "POST",
+        RES,
+        cart(),
+        headers={"Content-Encoding": "br, identity"},
+        status=415,
+        code="UNSUPPORTED_MEDIA_TYPE",
+        fields=("Content-Encoding",),
+    ),
     # issue 9: a storefront key on an admin route is 403 whatever its body or query,
     # before validation (which would show it the admin routes' rules)
     *(
@@ -333,6 +438,7 @@ CASES = [
             ("put-stock-text-plain", "PUT", "/stock/A-1", {"onHand": 3}, None, {"Content-Type": "text/plain"}, None),
             ("put-stock-gzip", "PUT", "/stock/A-1", {"onHand": 3}, None, {"Content-Encoding": "gzip"}, None),
             ("put-stock-duplicate-key", "PUT", "/stock/A-1", NO_BODY, '{"onHand": 7, "onHand": 3}', None, None),
+            ("put-stock-4301-digits", "PUT", "/stock/A-1", NO_BODY, f'{{"onHand": {HUGE}}}', None, None),
             (
                 "put-stock-long-Idempotency-Key",
                 "PUT",
@@ -564,3 +670,28 @@ def test_a_storefront_key_on_an_admin_route_spends_no_idempotency_key(world: Wor
     assert_error(world.api.put("/stock/A-1", {"onHand": 4}, headers=headers), 403, "FORBIDDEN")
     assert world.admin.put("/stock/A-1", {"onHand": 12}, headers=headers).status == 200
     assert world.admin.get("/stock/A-1").body["onHand"] == 12
+
+
+# --- issue 9: Content-Encoding identity is plain --------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["identity", "Identity", " identity "])
+def test_content_encoding_identity_is_accepted(world: World, value: str) -> None:
+    resp = world.admin.put("/stock/A-1", {"onHand": 12}, headers={"Content-Encoding": value})
+    assert resp.status == 200, resp.body
+    assert resp.body["onHand"] == 12
+
+
+def test_unsupported_content_encoding_says_what_is_accepted(world: World) -> None:
+    resp = world.admin.put("/stock/A-1", {"onHand": 3}, headers={"Content-Encoding": "gzip"})
+    err = assert_error(resp, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert {k.lower(): v for k, v in resp.headers.items()}.get("accept-encoding") == "identity", resp.headers
+    assert "gzip" in err["message"]
+
+
+def test_an_int_of_exactly_4300_digits_is_a_plain_validation_error(world: World) -> None:
+    """At the limit the body parses; the value is then simply out of range for onHand."""
+    before = world.snapshot()
+    err = assert_error(world.admin.put("/stock/A-1", raw='{"onHand": ' + "7" * 4300 + "}"), 400, "VALIDATION_ERROR")
+    assert "onHand" in field_names(err)
+    assert world.snapshot() == before
