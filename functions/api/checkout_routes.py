@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from http_common import ERRORS, caller, idempotency_key
+from request_key import request_key
 
 from stockhold.api_models import (
     CheckoutCancelIn,
@@ -63,7 +64,8 @@ def get_checkout(checkoutId: CheckoutId) -> Response[CheckoutOut]:
 )
 def update_checkout(checkoutId: CheckoutId, body: Annotated[CheckoutUpdateIn, Body()]) -> Response[CheckoutOut]:
     who = caller(router.current_event)
-    return _out(services().checkouts.update(who.store_id, checkoutId, body.changes()))
+    key = request_key(router.current_event.raw_event, who.store_id)
+    return _out(services().checkouts.update(who.store_id, checkoutId, body.changes(), key))
 
 
 @router.post(
@@ -74,7 +76,8 @@ def update_checkout(checkoutId: CheckoutId, body: Annotated[CheckoutUpdateIn, Bo
 )
 def checkout_payment(checkoutId: CheckoutId, body: Annotated[EmptyIn | None, Body()] = None) -> Response[CheckoutOut]:
     who = caller(router.current_event)
-    return _out(services().checkouts.payment(who.store_id, checkoutId))
+    key = request_key(router.current_event.raw_event, who.store_id)
+    return _out(services().checkouts.payment(who.store_id, checkoutId, key))
 
 
 @router.post(
@@ -85,8 +88,7 @@ def checkout_payment(checkoutId: CheckoutId, body: Annotated[EmptyIn | None, Bod
 )
 def complete_checkout(checkoutId: CheckoutId, body: Annotated[CompleteIn, Body()]) -> Response[OrderOut]:
     who = caller(router.current_event)
-    key = idempotency_key(router.current_event.raw_event)
-    order = services().checkouts.complete(who.store_id, checkoutId, body.payment_reference, key)
+    order = services().checkouts.complete(who.store_id, checkoutId, body.payment_reference)
     return Response(201, "application/json", OrderOut.of(order))
 
 
@@ -98,5 +100,5 @@ def complete_checkout(checkoutId: CheckoutId, body: Annotated[CompleteIn, Body()
 )
 def cancel_checkout(checkoutId: CheckoutId, body: Annotated[CheckoutCancelIn, Body()]) -> Response[CheckoutOut]:
     who = caller(router.current_event)
-    key = idempotency_key(router.current_event.raw_event)
+    key = request_key(router.current_event.raw_event, who.store_id)
     return _out(services().checkouts.cancel(who.store_id, checkoutId, body.reason, key))

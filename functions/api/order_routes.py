@@ -7,7 +7,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from http_common import ERRORS, caller, idempotency_key
+from http_common import ERRORS, caller
 
 from stockhold.api_models import EmptyIn, OrderOut
 from stockhold.runtime import services
@@ -30,8 +30,7 @@ def get_order(orderId: OrderId) -> Response[OrderOut]:
 )
 def fulfil_order(orderId: OrderId, body: Annotated[EmptyIn | None, Body()] = None) -> Response[OrderOut]:
     who = caller(router.current_event, admin=True)
-    key = idempotency_key(router.current_event.raw_event)
-    return Response(200, "application/json", OrderOut.of(services().orders.fulfil(who.store_id, orderId, key)))
+    return Response(200, "application/json", OrderOut.of(services().orders.fulfil(who.store_id, orderId)))
 
 
 @router.post(
@@ -42,5 +41,4 @@ def fulfil_order(orderId: OrderId, body: Annotated[EmptyIn | None, Body()] = Non
 )
 def cancel_order(orderId: OrderId, body: Annotated[EmptyIn | None, Body()] = None) -> Response[OrderOut]:
     who = caller(router.current_event)
-    key = idempotency_key(router.current_event.raw_event)
-    return Response(200, "application/json", OrderOut.of(services().orders.cancel(who.store_id, orderId, key)))
+    return Response(200, "application/json", OrderOut.of(services().orders.cancel(who.store_id, orderId)))

@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from http_common import ERRORS, caller, idempotency_key
+from request_key import request_key
 
 from stockhold.api_models import ConfirmIn, ExtendIn, ReleaseIn, ReservationOut, ReserveIn
 from stockhold.models import Line, Reservation
@@ -57,7 +58,8 @@ def get_cart_reservation(cartId: CartId) -> Response[ReservationOut]:
 )
 def extend_reservation(reservationId: ReservationId, body: Annotated[ExtendIn, Body()]) -> Response[ReservationOut]:
     who = caller(router.current_event)
-    return _out(services().reservations.extend(who.store_id, reservationId, body.hold_seconds))
+    key = request_key(router.current_event.raw_event, who.store_id)
+    return _out(services().reservations.extend(who.store_id, reservationId, body.hold_seconds, key))
 
 
 @router.post(
@@ -65,8 +67,7 @@ def extend_reservation(reservationId: ReservationId, body: Annotated[ExtendIn, B
 )
 def confirm_reservation(reservationId: ReservationId, body: Annotated[ConfirmIn, Body()]) -> Response[ReservationOut]:
     who = caller(router.current_event)
-    key = idempotency_key(router.current_event.raw_event)
-    return _out(services().reservations.confirm(who.store_id, reservationId, body.order_id, key))
+    return _out(services().reservations.confirm(who.store_id, reservationId, body.order_id))
 
 
 @router.post(
@@ -74,5 +75,4 @@ def confirm_reservation(reservationId: ReservationId, body: Annotated[ConfirmIn,
 )
 def release_reservation(reservationId: ReservationId, body: Annotated[ReleaseIn, Body()]) -> Response[ReservationOut]:
     who = caller(router.current_event)
-    key = idempotency_key(router.current_event.raw_event)
-    return _out(services().reservations.release(who.store_id, reservationId, body.reason, key))
+    return _out(services().reservations.release(who.store_id, reservationId, body.reason))

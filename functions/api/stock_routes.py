@@ -8,7 +8,8 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from http_common import ERRORS, caller, idempotency_key
+from http_common import ERRORS, caller
+from request_key import request_key
 
 from stockhold.api_models import (
     SKU_PATTERN,
@@ -38,7 +39,12 @@ def _out(level: object) -> StockOut:
 def put_stock(sku: SkuPath, body: Annotated[StockIn, Body()]) -> Response[StockOut]:
     who = caller(router.current_event, admin=True)
     level = services().stock.set(
-        who.store_id, sku, on_hand=body.on_hand, low_stock_threshold=body.low_stock_threshold, unlimited=body.unlimited
+        who.store_id,
+        sku,
+        on_hand=body.on_hand,
+        low_stock_threshold=body.low_stock_threshold,
+        unlimited=body.unlimited,
+        key=request_key(router.current_event.raw_event, who.store_id),
     )
     logger.info("stock set", sku=sku, on_hand=body.on_hand)
     return Response(200, "application/json", _out(level))
@@ -47,7 +53,7 @@ def put_stock(sku: SkuPath, body: Annotated[StockIn, Body()]) -> Response[StockO
 @router.post("/stock/<sku>/adjustments", summary="Receive or write off units (admin)", tags=["stock"], responses=ERRORS)
 def adjust_stock(sku: SkuPath, body: Annotated[AdjustmentIn, Body()]) -> Response[StockOut]:
     who = caller(router.current_event, admin=True)
-    key = idempotency_key(router.current_event.raw_event)
+    key = request_key(router.current_event.raw_event, who.store_id)
     level = services().stock.adjust(who.store_id, sku, body.delta, key, body.reason)
     logger.info("stock adjusted", sku=sku, delta=body.delta, reason=body.reason)
     return Response(200, "application/json", _out(level))

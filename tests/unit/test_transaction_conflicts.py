@@ -5,12 +5,16 @@ DynamoDB Local never raises it, so these tests script DynamoDB's answers with bo
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from stockhold.errors import TooBusy
-from stockhold.models import HeldLine, Reservation, ReservationStatus
+from stockhold.errors import IdempotencyKeyReused, TooBusy
+from stockhold.models import HeldLine, RequestKey, Reservation, ReservationStatus
+from stockhold.service import StockService
+from stockhold.settings import Settings
 from stockhold.store import DynamoStore, StockMove
 
 
@@ -40,7 +44,7 @@ def _conflict(stubber: Stubber, actions: int) -> None:
     )
 
 
-def _reserve(store: DynamoStore, token: str | None = "tok") -> None:
+def _reserve(store: DynamoStore) -> None:
     store.create_reservation(
         _reservation(),
         purge_at=1,
@@ -48,7 +52,6 @@ def _reserve(store: DynamoStore, token: str | None = "tok") -> None:
         replacing=None,
         ended_purge_at=1,
         now_ms=0,
-        token=token,
     )
 
 
@@ -59,25 +62,10 @@ def test_a_conflict_is_retried_and_the_reservation_then_commits() -> None:
     with Stubber(client) as stub:
         _conflict(stub, 3)
         _conflict(stub, 3)
-        stub.add_response("transact_write_items", {}, {"TransactItems": ANY, "ClientRequestToken": ANY})
+        stub.add_response("transact_write_items", {}, {"TransactItems": ANY})
         _reserve(store)
         stub.assert_no_pending_responses()
     assert len(sleeps) == 2 and all(0 <= s <= 0.5 for s in sleeps)
-
-
-def test_each_retry_after_a_cancellation_sends_its_own_client_request_token() -> None:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    store = DynamoStore(client, "t", sleep=lambda _: None)
-    tokens: list[str] = []
-    client.meta.events.register(
-        "provide-client-params.dynamodb.TransactWriteItems",
-        lambda params, **_: tokens.append(params["ClientRequestToken"]),
-    )
-    with Stubber(client) as stub:
-        _conflict(stub, 3)
-        stub.add_response("transact_write_items", {})
-        _reserve(store, token="a" * 32)
-    assert tokens[0] == "a" * 32 and tokens[1] != tokens[0] and len(tokens[1]) <= 36
 
 
 def test_conflicts_that_never_clear_give_up_with_too_busy() -> None:
@@ -98,7 +86,7 @@ def test_too_busy_reaches_the_shopper_as_503_in_the_error_shape(api, admin, monk
 
     assert admin.put("/stock/HOT", {"onHand": 5}).status == 200
 
-    def always_conflict(self, actions, token):  # type: ignore[no-untyped-def]
+    def always_conflict(self, actions, mark=None, now_ms=0):  # type: ignore[no-untyped-def]
         raise TooBusy("the stock is being changed by many requests at once; retry shortly")
 
     monkeypatch.setattr(store_module.DynamoStore, "_transact", always_conflict)
@@ -106,3 +94,82 @@ def test_too_busy_reaches_the_shopper_as_503_in_the_error_shape(api, admin, monk
     assert r.status == 503 and r.error_code == "TOO_BUSY"
     monkeypatch.undo()
     assert admin.get("/stock/HOT").body["available"] == 5
+
+
+def _stock_item(on_hand: int) -> dict[str, Any]:
+    return {
+        "pk": {"S": "STORE#demo#SKU#A-1"},
+        "sk": {"S": "STOCK#_"},
+        "sku": {"S": "A-1"},
+        "onHand": {"N": str(on_hand)},
+        "reserved": {"N": "0"},
+        "allocated": {"N": "0"},
+        "available": {"N": str(on_hand)},
+        "unlimited": {"BOOL": False},
+        "updatedAt": {"N": "1"},
+    }
+
+
+def test_a_conflict_then_commit_then_crash_is_not_applied_again_by_the_clients_retry() -> None:
+    """Attempt 1 conflicts, attempt 2 commits, the environment dies before answering. Every
+    attempt carried the same Idempotency-Key mark, so the client's retry (a new request: new
+    ClientRequestToken) is cancelled on the mark and answers the current level, writing nothing."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    stock = StockService(DynamoStore(client, "t", sleep=lambda _: None), Settings())
+    key = RequestKey(store_id="demo", value="adj-1", fingerprint="f" * 64)
+    sent: list[dict[str, Any]] = []
+    client.meta.events.register(
+        "provide-client-params.dynamodb.TransactWriteItems", lambda params, **_: sent.append(params)
+    )
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "transact_write_items",
+            service_error_code="TransactionCanceledException",
+            service_message="Transaction cancelled [TransactionConflict, None]",
+            http_status_code=400,
+            modeled_fields={"CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
+        )
+        stub.add_response("transact_write_items", {})
+        stub.add_response("get_item", {"Item": _stock_item(14)})
+        assert stock.adjust("demo", "A-1", 4, key, "received").on_hand == 14
+        # The client's retry: DynamoDB finds the mark the committed attempt wrote.
+        mark = sent[-1]["TransactItems"][-1]["Put"]["Item"]
+        stub.add_client_error(
+            "transact_write_items",
+            service_error_code="TransactionCanceledException",
+            service_message="Transaction cancelled [None, ConditionalCheckFailed]",
+            http_status_code=400,
+            modeled_fields={
+                "CancellationReasons": [{"Code": "None"}, {"Code": "ConditionalCheckFailed", "Item": mark}]
+            },
+        )
+        stub.add_response("get_item", {"Item": _stock_item(14)})
+        assert stock.adjust("demo", "A-1", 4, key, "received").on_hand == 14
+        stub.assert_no_pending_responses()
+    marks = [call["TransactItems"][-1]["Put"] for call in sent]
+    assert len(marks) == 3 and all(m["Item"] == marks[0]["Item"] for m in marks[1:])
+    assert all("attribute_not_exists(pk)" in m["ConditionExpression"] for m in marks)
+    # botocore fills a token per call: it is the mark, not the token, that stops the re-run.
+    assert len({call.get("ClientRequestToken") for call in sent}) == 3
+
+
+def test_the_mark_of_another_request_is_idempotency_key_reused() -> None:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    stock = StockService(DynamoStore(client, "t", sleep=lambda _: None), Settings())
+    key = RequestKey(store_id="demo", value="adj-1", fingerprint="f" * 64)
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "transact_write_items",
+            service_error_code="TransactionCanceledException",
+            service_message="Transaction cancelled [None, ConditionalCheckFailed]",
+            http_status_code=400,
+            modeled_fields={
+                "CancellationReasons": [
+                    {"Code": "None"},
+                    {"Code": "ConditionalCheckFailed", "Item": {"fingerprint": {"S": "another"}}},
+                ]
+            },
+        )
+        with pytest.raises(IdempotencyKeyReused):
+            stock.adjust("demo", "A-1", 4, key, "received")
+        stub.assert_no_pending_responses()

@@ -23,7 +23,6 @@ from typing import Any
 from stockhold.errors import (
     CartAlreadyReserved,
     CheckoutNotOpen,
-    ExtensionLimitReached,
     HeldByCheckout,
     NotFound,
     OrderNotOpen,
@@ -37,6 +36,7 @@ from stockhold.models import (
     Line,
     Order,
     OrderStatus,
+    RequestKey,
     Reservation,
     ReservationStatus,
     rfc3339,
@@ -52,8 +52,8 @@ from stockhold.service import (
     derived_id,
     new_id,
     now_ms,
+    once,
     order_for,
-    request_token,
 )
 from stockhold.settings import Settings
 from stockhold.store import Cause, DynamoStore, OrderRejected, StockMove, TransitionRejected
@@ -229,10 +229,12 @@ class CheckoutService:
             raise CheckoutChanged()
         stored: Checkout | None = written[0] if written else None
         if stored is None or stored.updated_at != res.created_at:
-            # An earlier request with this Idempotency-Key made the hold: answer what it made.
-            stored = self._store.get_checkout(store_id, checkout_id)
-            if stored is None:
-                raise CheckoutChanged()
+            # An earlier request with this Idempotency-Key made the hold: answer what it made,
+            # as it is now (its hold may have ended since), exactly as a GET would.
+            view = self.get(store_id, checkout_id)
+            return replace(
+                view, warnings=self._warnings(store_id, lines) if view.status is CheckoutStatus.CHECKOUT else []
+            )
         count("CheckoutsStarted" if base is None else "CheckoutsRestarted")
         logger.info("checkout holding stock", checkout_id=checkout_id, reservation_id=res.reservation_id)
         return CheckoutView(stored, res, CheckoutStatus.CHECKOUT, self._warnings(store_id, lines))
@@ -254,41 +256,67 @@ class CheckoutService:
 
     # ----- activity, payment
 
-    def update(self, store_id: str, checkout_id: str, changes: dict[str, Any]) -> CheckoutView:
+    def update(
+        self, store_id: str, checkout_id: str, changes: dict[str, Any], key: RequestKey | None = None
+    ) -> CheckoutView:
         """Save the shopper's details; extend the hold when less than the threshold is left."""
         unknown = set(changes) - _EDITABLE
         if unknown:
             raise ValueError(f"not editable on a checkout: {sorted(unknown)}")
+        return once(
+            self._store,
+            key,
+            lambda: self._update(store_id, checkout_id, changes, key),
+            lambda: self.get(store_id, checkout_id),
+            "checkout updated",
+        )
+
+    def _update(self, store_id: str, checkout_id: str, changes: dict[str, Any], key: RequestKey | None) -> CheckoutView:
+        """The details and, when due, the extension are one transaction: both or neither."""
         for _ in range(_RETRIES):
             now = self._clock()
             view = self.get(store_id, checkout_id)
             self._require_open(view, now, allow_active=True)
-            chk = view.checkout
+            chk, res = view.checkout, view.reservation
             saved = chk.model_copy(update={**changes, "updated_at": now, "version": chk.version + 1})
-            if not self._store.save_checkout(
-                saved, expected_version=chk.version, cause=Cause("checkout_updated", ref=chk.reservation_id)
-            ):
-                continue
-            res, warnings = view.reservation, []
-            if view.status is CheckoutStatus.CHECKOUT and res is not None:
-                left_ms = res.expires_at - now
-                if left_ms < self._settings.EXTEND_THRESHOLD_SECONDS * 1000:
-                    try:
-                        res = self._reservations.extend(
-                            store_id, res.reservation_id, self._settings.CHECKOUT_HOLD_SECONDS
-                        )
-                    except ExtensionLimitReached:
-                        warnings.append(
-                            {
-                                "code": "EXTENSION_LIMIT_REACHED",
-                                "message": f"the hold ends at {rfc3339(res.expires_at)} and cannot be extended again",
-                            }
-                        )
-            return CheckoutView(saved, res, view.status, warnings)
+            cause = Cause("checkout_updated", ref=chk.reservation_id)
+            warnings: list[dict[str, Any]] = []
+            seconds = self._settings.CHECKOUT_HOLD_SECONDS
+            due = (
+                view.status is CheckoutStatus.CHECKOUT
+                and res is not None
+                and res.expires_at - now < self._settings.EXTEND_THRESHOLD_SECONDS * 1000
+                and now + seconds * 1000 > res.expires_at
+            )
+            if due and res is not None and res.extensions_left > 0:
+                write = self._store.checkout_put_action(saved, expected_version=chk.version, cause=cause)
+                try:
+                    extended = self._reservations.extend_with(res, seconds, [write], key)
+                except CheckoutChanged:
+                    continue  # the hold or the checkout moved since they were read: look again
+                return CheckoutView(saved, extended, view.status)
+            if due and res is not None:
+                warnings.append(
+                    {
+                        "code": "EXTENSION_LIMIT_REACHED",
+                        "message": f"the hold ends at {rfc3339(res.expires_at)} and cannot be extended again",
+                    }
+                )
+            if self._store.save_checkout(saved, expected_version=chk.version, cause=cause, mark=key):
+                return CheckoutView(saved, res, view.status, warnings)
         raise TooBusy(f"checkout {checkout_id} kept changing; retry shortly")
 
-    def payment(self, store_id: str, checkout_id: str) -> CheckoutView:
+    def payment(self, store_id: str, checkout_id: str, key: RequestKey | None = None) -> CheckoutView:
         """Entering payment: the hold must still be live; it moves to the payment window (once)."""
+        return once(
+            self._store,
+            key,
+            lambda: self._payment(store_id, checkout_id, key),
+            lambda: self.get(store_id, checkout_id),
+            "checkout payment",
+        )
+
+    def _payment(self, store_id: str, checkout_id: str, key: RequestKey | None) -> CheckoutView:
         for _ in range(_RETRIES):
             now = self._clock()
             view = self.get(store_id, checkout_id)
@@ -298,7 +326,9 @@ class CheckoutService:
             cause = Cause("checkout_payment", ref=res.reservation_id)
             write = self._store.checkout_put_action(saved, expected_version=chk.version, cause=cause)
             try:
-                extended = self._reservations.enter_payment_window(res, self._settings.PAYMENT_HOLD_SECONDS, [write])
+                extended = self._reservations.enter_payment_window(
+                    res, self._settings.PAYMENT_HOLD_SECONDS, [write], key
+                )
             except CheckoutChanged:
                 continue
             if extended is not None:
@@ -306,17 +336,15 @@ class CheckoutService:
             # Already in its payment window (or later): nothing to extend; the hold was re-checked.
             if chk.step == "payment":
                 return view
-            if self._store.save_checkout(saved, expected_version=chk.version, cause=cause):
+            if self._store.save_checkout(saved, expected_version=chk.version, cause=cause, mark=key):
                 return CheckoutView(saved, res, view.status)
         raise TooBusy(f"checkout {checkout_id} kept changing; retry shortly")
 
     # ----- complete, cancel
 
-    def complete(
-        self, store_id: str, checkout_id: str, payment_reference: str | None, idempotency_key: str | None = None
-    ) -> Order:
-        """The order and the hold's confirmation, in one transaction; exactly one order per checkout."""
-        token = request_token(store_id, idempotency_key, "complete") if idempotency_key else None
+    def complete(self, store_id: str, checkout_id: str, payment_reference: str | None) -> Order:
+        """The order and the hold's confirmation, in one transaction; exactly one order per
+        checkout (its id derives from the checkout's), so a re-run finds it made."""
         order_id = derived_id("ord_", store_id, checkout_id)
         for _ in range(_RETRIES):
             now = self._clock()
@@ -348,7 +376,7 @@ class CheckoutService:
             moves = [StockMove(x.sku, reserved=-x.quantity, allocated=x.quantity) for x in res.held_lines]
             try:
                 self._reservations.end(
-                    res, ReservationStatus.CONFIRMED, moves, now, "confirmed", order_id, "before", token, extra=extra
+                    res, ReservationStatus.CONFIRMED, moves, now, "confirmed", order_id, "before", extra=extra
                 )
             except TransitionRejected as rejected:
                 hold_active = rejected.current is not None and rejected.current.status is ReservationStatus.ACTIVE
@@ -374,9 +402,19 @@ class CheckoutService:
             )
         return order
 
-    def cancel(self, store_id: str, checkout_id: str, reason: str, idempotency_key: str | None = None) -> CheckoutView:
+    def cancel(self, store_id: str, checkout_id: str, reason: str, key: RequestKey | None = None) -> CheckoutView:
         """Release the hold at once: ``payment_failed`` -> ``active`` (start again for a fresh
-        hold), ``cancelled`` -> ``abandoned``. Saying the same again changes nothing."""
+        hold), ``cancelled`` -> ``abandoned``. Saying the same again changes nothing, and a
+        re-run under the same key never touches a hold the shopper has made since."""
+        return once(
+            self._store,
+            key,
+            lambda: self._cancel(store_id, checkout_id, reason, key),
+            lambda: self.get(store_id, checkout_id),
+            "checkout cancelled",
+        )
+
+    def _cancel(self, store_id: str, checkout_id: str, reason: str, key: RequestKey | None) -> CheckoutView:
         for _ in range(_RETRIES):
             now = self._clock()
             view = self.get(store_id, checkout_id)
@@ -403,13 +441,17 @@ class CheckoutService:
                 )
                 purge = now // 1000 + self._settings.history_retention_seconds
                 if self._store.save_checkout(
-                    gone, expected_version=chk.version, cause=Cause("checkout_cancelled", reason=reason), purge_at=purge
+                    gone,
+                    expected_version=chk.version,
+                    cause=Cause("checkout_cancelled", reason=reason),
+                    purge_at=purge,
+                    mark=key,
                 ):
                     return CheckoutView(gone, view.reservation, CheckoutStatus.ABANDONED)
                 continue
             assert view.reservation is not None  # status CHECKOUT: its hold is live
             try:
-                self._reservations.release(store_id, view.reservation.reservation_id, reason, idempotency_key)
+                self._reservations.release(store_id, view.reservation.reservation_id, reason, key)
             except ReservationExpired:
                 if reason != "cancelled":
                     raise
@@ -450,29 +492,21 @@ class OrderService:
             raise NotFound(f"no order {order_id}")
         return order
 
-    def fulfil(self, store_id: str, order_id: str, idempotency_key: str | None = None) -> Order:
+    def fulfil(self, store_id: str, order_id: str) -> Order:
         """Shipped: the allocated units leave ``onHand``."""
         return self._finish(
-            store_id,
-            order_id,
-            OrderStatus.FULFILLED,
-            lambda sku, q: StockMove(sku, allocated=-q, on_hand=-q),
-            idempotency_key,
+            store_id, order_id, OrderStatus.FULFILLED, lambda sku, q: StockMove(sku, allocated=-q, on_hand=-q)
         )
 
-    def cancel(self, store_id: str, order_id: str, idempotency_key: str | None = None) -> Order:
+    def cancel(self, store_id: str, order_id: str) -> Order:
         """Cancelled before shipping: the allocated units return to ``available``."""
         return self._finish(
-            store_id,
-            order_id,
-            OrderStatus.CANCELLED,
-            lambda sku, q: StockMove(sku, allocated=-q, available=q),
-            idempotency_key,
+            store_id, order_id, OrderStatus.CANCELLED, lambda sku, q: StockMove(sku, allocated=-q, available=q)
         )
 
-    def _finish(self, store_id: str, order_id: str, to: OrderStatus, move: Any, idempotency_key: str | None) -> Order:
+    def _finish(self, store_id: str, order_id: str, to: OrderStatus, move: Any) -> Order:
+        """PLACED -> ``to`` once, by the order's own state: a re-run finds it ``to`` and answers it."""
         order = self.get(store_id, order_id)
-        token = request_token(store_id, idempotency_key, to.value) if idempotency_key else None
         for _ in range(_RETRIES):
             if order.status is to:
                 return order  # again: nothing more happens
@@ -480,7 +514,7 @@ class OrderService:
                 raise OrderNotOpen(order_id, order.status.value)
             moves = [move(x.sku, x.quantity) for x in order.held_lines]
             try:
-                done = self._store.transition_order(order, to, moves=moves, now_ms=self._clock(), token=token)
+                done = self._store.transition_order(order, to, moves=moves, now_ms=self._clock())
             except OrderRejected as rejected:
                 if rejected.current is None:
                     raise NotFound(f"no order {order_id}") from None

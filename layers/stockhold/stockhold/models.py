@@ -32,6 +32,18 @@ class EndReason(StrEnum):
     EXPIRED = "expired"
 
 
+class RequestKey(BaseModel):
+    """A request's ``Idempotency-Key`` as the domain sees it: the key, and a fingerprint of
+    the request it came with (method, path, body). A change made under a key writes the
+    key's mark in its own transaction, so a re-run of the same request finds the mark and
+    answers from the current state instead of changing anything again (docs/operations.md)."""
+
+    model_config = ConfigDict(frozen=True)
+    store_id: str
+    value: str
+    fingerprint: str
+
+
 class Line(BaseModel):
     """A requested line: ``quantity`` units of ``sku``."""
 

@@ -61,7 +61,7 @@ class Services:
 @lru_cache(maxsize=1)
 def services() -> Services:
     settings = get_settings()
-    store = DynamoStore(dynamodb_client(), settings.TABLE_NAME)
+    store = DynamoStore(dynamodb_client(), settings.TABLE_NAME, mark_ttl_seconds=settings.IDEMPOTENCY_TTL_SECONDS)
     reservations = ReservationService(store, settings)
     stock = StockService(store, settings)
     return Services(

@@ -15,7 +15,7 @@ from base64 import b32encode
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -30,6 +30,7 @@ from stockhold.errors import (
     ReservationExpired,
     ReservationNotActive,
     StockConflict,
+    StockholdError,
     TooBusy,
     ValidationFailed,
 )
@@ -39,6 +40,7 @@ from stockhold.models import (
     Line,
     Order,
     OrderStatus,
+    RequestKey,
     Reservation,
     ReservationStatus,
     StockLevel,
@@ -50,6 +52,7 @@ from stockhold.store import (
     MAX_TRANSACTION_ACTIONS,
     Cause,
     DynamoStore,
+    KeyAlreadyUsed,
     ReserveRejected,
     StockMove,
     StockWriteRejected,
@@ -65,6 +68,7 @@ MAX_ON_HAND = 1_000_000_000
 _RETRIES = 4
 
 Clock = Callable[[], int]
+T = TypeVar("T")
 ExtraActions = Callable[[Reservation], Sequence[dict[str, Any]]]
 
 
@@ -119,9 +123,30 @@ def derived_id(prefix: str, *parts: str) -> str:
     return prefix + b32encode(digest).decode().rstrip("=").lower()
 
 
-def request_token(*parts: str) -> str:
-    """A TransactWriteItems ClientRequestToken (<= 36 chars) derived from the idempotency key."""
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+def once(store: DynamoStore, key: RequestKey | None, run: Callable[[], T], current: Callable[[], T], what: str) -> T:
+    """Run a change made under an Idempotency-Key at most once, for the key's whole lifetime.
+
+    ``run`` writes the key's mark in the change's own transaction. A re-run of a request
+    whose change committed (its answer lost in a crash) finds the mark, changes nothing, and
+    answers ``current()``: what a GET shows now. So does a re-run that the rules would now
+    refuse (the extension it used was the last): the mark is read on that path only. The
+    same key with another request is IDEMPOTENCY_KEY_REUSED."""
+    try:
+        return run()
+    except KeyAlreadyUsed as used:
+        same = used.same_request
+    except StockholdError as refused:
+        if key is None or refused.status >= 500 or isinstance(refused, IdempotencyKeyReused):
+            raise
+        found = store.key_used(key)
+        if found is None:
+            raise
+        same = found
+    if not same:
+        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+    count("RequestsAnsweredFromState")
+    logger.info("request already took effect; answering from the current state", what=what)
+    return current()
 
 
 def check_lines(lines: Sequence[Line]) -> None:
@@ -155,9 +180,33 @@ class StockService:
         return [found[s] for s in ordered if s in found], [s for s in ordered if s not in found]
 
     def set(
-        self, store_id: str, sku: str, *, on_hand: int, low_stock_threshold: int | None, unlimited: bool
+        self,
+        store_id: str,
+        sku: str,
+        *,
+        on_hand: int,
+        low_stock_threshold: int | None,
+        unlimited: bool,
+        key: RequestKey | None = None,
     ) -> StockLevel:
         """Set the physical count. Units already held or allocated stay so; onHand may not drop below them."""
+        return once(
+            self._store,
+            key,
+            lambda: self._set(store_id, sku, on_hand, low_stock_threshold, unlimited, key),
+            lambda: self.get(store_id, sku),
+            "stock set",
+        )
+
+    def _set(
+        self,
+        store_id: str,
+        sku: str,
+        on_hand: int,
+        low_stock_threshold: int | None,
+        unlimited: bool,
+        key: RequestKey | None,
+    ) -> StockLevel:
         for _ in range(_RETRIES):
             now = self._clock()
             current = self._store.get_stock(store_id, sku)
@@ -173,7 +222,7 @@ class StockService:
                     updated_at=now,
                 )
                 try:
-                    self._store.create_stock(store_id, fresh)
+                    self._store.create_stock(store_id, fresh, key)
                 except StockWriteRejected:
                     continue  # created concurrently: set it as an existing item
                 return fresh
@@ -189,6 +238,7 @@ class StockService:
                     low_stock_threshold=low_stock_threshold,
                     unlimited=unlimited,
                     now_ms=now,
+                    mark=key,
                 )
             except StockWriteRejected as rejected:
                 if rejected.current is not None and rejected.current.on_hand == current.on_hand:
@@ -211,11 +261,19 @@ class StockService:
         )
 
     def adjust(
-        self, store_id: str, sku: str, delta: int, idempotency_key: str | None = None, reason: str | None = None
+        self, store_id: str, sku: str, delta: int, key: RequestKey | None = None, reason: str | None = None
     ) -> StockLevel:
-        token = request_token(store_id, idempotency_key, "adjust", sku) if idempotency_key else None
+        return once(
+            self._store,
+            key,
+            lambda: self._adjust(store_id, sku, delta, key, reason),
+            lambda: self.get(store_id, sku),
+            "stock adjusted",
+        )
+
+    def _adjust(self, store_id: str, sku: str, delta: int, key: RequestKey | None, reason: str | None) -> StockLevel:
         try:
-            return self._store.adjust_stock(store_id, sku, delta, self._clock(), token, reason)
+            return self._store.adjust_stock(store_id, sku, delta, self._clock(), key, reason)
         except StockWriteRejected as rejected:
             if rejected.current is None:
                 raise NotFound(f"no stock record for SKU {sku}") from None
@@ -293,8 +351,8 @@ class ReservationService:
         check_lines(lines)
         hold = self._hold_seconds(hold_seconds)
         scope = "checkout" if checkout_id else "reserve"
+        # The id derived from the key is this request's guard: a re-run finds the reservation.
         rid = derived_id("res_", store_id, idempotency_key, scope) if idempotency_key else new_id("res_")
-        token = request_token(store_id, idempotency_key, scope) if idempotency_key else None
         unlimited: set[str] = set()
         freed_dead_holds = False
         replacing = self._active_holder(store_id, cart_id) if replace else None
@@ -336,7 +394,6 @@ class ReservationService:
                     ),
                     ended_purge_at=self._ended_purge_at(now),
                     now_ms=now,
-                    token=token,
                     extra=extras,
                 )
             except ReserveRejected as why:
@@ -425,10 +482,21 @@ class ReservationService:
 
     # ----- extend
 
-    def extend(self, store_id: str, reservation_id: str, hold_seconds: int | None) -> Reservation:
+    def extend(
+        self, store_id: str, reservation_id: str, hold_seconds: int | None, key: RequestKey | None = None
+    ) -> Reservation:
         """New deadline = now + holdSeconds, never earlier than the current one."""
         hold = self._hold_seconds(hold_seconds)
-        res = self.get(store_id, reservation_id)
+        return once(
+            self._store,
+            key,
+            lambda: self._extend(self.get(store_id, reservation_id), hold, key),
+            lambda: self.get(store_id, reservation_id),
+            "reservation extended",
+        )
+
+    def _extend(self, res: Reservation, hold: int, key: RequestKey | None) -> Reservation:
+        reservation_id = res.reservation_id
         for _ in range(_RETRIES):
             now = self._clock()
             self.require_live(res, now)
@@ -442,7 +510,11 @@ class ReservationService:
                 )
             try:
                 extended = self._store.extend_reservation(
-                    res, new_expires_at=new_deadline, purge_at=self._active_purge_at(new_deadline), now_ms=now
+                    res,
+                    new_expires_at=new_deadline,
+                    purge_at=self._active_purge_at(new_deadline),
+                    now_ms=now,
+                    mark=key,
                 )
             except TransitionRejected as rejected:
                 if rejected.current is None:
@@ -455,13 +527,13 @@ class ReservationService:
 
     # ----- end a hold
 
-    def confirm(
-        self, store_id: str, reservation_id: str, order_id: str, idempotency_key: str | None = None
-    ) -> Reservation:
+    def confirm(self, store_id: str, reservation_id: str, order_id: str) -> Reservation:
         """Payment succeeded: reserved units become allocated to ``order_id``, and the order
-        record (PLACED, to be fulfilled or cancelled) is created in the same transaction."""
+        record (PLACED, to be fulfilled or cancelled) is created in the same transaction.
+
+        Once only by its own state: a re-run finds the hold CONFIRMED (same order: the same
+        answer) and no Idempotency-Key mark is needed."""
         res = self.get(store_id, reservation_id)
-        token = request_token(store_id, idempotency_key, "confirm") if idempotency_key else None
         for _ in range(_RETRIES):
             if res.status is ReservationStatus.CONFIRMED and res.order_id == order_id:
                 return res  # confirming again with the same order is a no-op
@@ -474,7 +546,7 @@ class ReservationService:
             extra = [self._store.order_put_action(order, Cause("order_created", ref=reservation_id))]
             try:
                 done = self.end(
-                    res, ReservationStatus.CONFIRMED, moves, now, "confirmed", order_id, "before", token, extra=extra
+                    res, ReservationStatus.CONFIRMED, moves, now, "confirmed", order_id, "before", extra=extra
                 )
             except TransitionRejected as rejected:
                 if rejected.extra_failed and rejected.current and rejected.current.status is ReservationStatus.ACTIVE:
@@ -486,12 +558,13 @@ class ReservationService:
             return done
         raise TooBusy(f"reservation {reservation_id} kept changing; retry shortly")
 
-    def release(
-        self, store_id: str, reservation_id: str, reason: str, idempotency_key: str | None = None
-    ) -> Reservation:
-        """Cancel, payment failure or manual: held units go back to available."""
+    def release(self, store_id: str, reservation_id: str, reason: str, key: RequestKey | None = None) -> Reservation:
+        """Cancel, payment failure or manual: held units go back to available.
+
+        Once only by its own state (a released hold stays released); ``key`` is for callers
+        whose request means more than this hold (a checkout's cancel): its mark goes into the
+        release's transaction (raises KeyAlreadyUsed)."""
         res = self.get(store_id, reservation_id)
-        token = request_token(store_id, idempotency_key, "release") if idempotency_key else None
         for _ in range(_RETRIES):
             if res.status is ReservationStatus.RELEASED:
                 return res  # releasing again changes nothing
@@ -499,7 +572,7 @@ class ReservationService:
             self.require_live(res, now)
             moves = [StockMove(x.sku, reserved=-x.quantity, available=x.quantity) for x in res.held_lines]
             try:
-                done = self.end(res, ReservationStatus.RELEASED, moves, now, reason, None, "before", token)
+                done = self.end(res, ReservationStatus.RELEASED, moves, now, reason, None, "before", key)
             except TransitionRejected as rejected:
                 res = self._after_rejection(reservation_id, rejected)
                 continue
@@ -581,7 +654,7 @@ class ReservationService:
         reason: str,
         order_id: str | None,
         deadline: str,
-        token: str | None,
+        mark: RequestKey | None = None,
         expired_by: str | None = None,
         extra: Sequence[dict[str, Any]] | None = None,
     ) -> Reservation:
@@ -599,7 +672,7 @@ class ReservationService:
                 order_id=order_id,
                 purge_at=self._ended_purge_at(now),
                 deadline=deadline,
-                token=token,
+                mark=mark,
                 expired_by=expired_by,
                 extra=actions,
             )
@@ -626,8 +699,30 @@ class ReservationService:
         cause = Cause(action, ref=res.reservation_id, reason=reason)
         return [self._store.checkout_follow_action(res, status, now_ms=now, cause=cause, purge_at=purge)]
 
+    def extend_with(
+        self, res: Reservation, seconds: int, extra: Sequence[dict[str, Any]], key: RequestKey | None = None
+    ) -> Reservation:
+        """Use one extension to move ``res``'s deadline to now + ``seconds``, with ``extra`` (the
+        checkout's write) in the same transaction. CheckoutChanged when the hold or the
+        checkout moved since they were read (the caller reads both again)."""
+        now = self._clock()
+        deadline = now + seconds * 1000
+        try:
+            extended = self._store.extend_reservation(
+                res,
+                new_expires_at=deadline,
+                purge_at=self._active_purge_at(deadline),
+                now_ms=now,
+                extra=extra,
+                mark=key,
+            )
+        except TransitionRejected:
+            raise CheckoutChanged() from None
+        count("ReservationsExtended")
+        return extended
+
     def enter_payment_window(
-        self, res: Reservation, seconds: int, extra: Sequence[dict[str, Any]]
+        self, res: Reservation, seconds: int, extra: Sequence[dict[str, Any]], key: RequestKey | None = None
     ) -> Reservation | None:
         """Move a checkout's deadline to now + ``seconds``, once per hold and without using an
         extension, with ``extra`` (the checkout's write) in the same transaction. None when
@@ -646,6 +741,7 @@ class ReservationService:
                 now_ms=now,
                 counts=False,
                 extra=extra,
+                mark=key,
             )
         except TransitionRejected as rejected:
             if rejected.extra_failed:

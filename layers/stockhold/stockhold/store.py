@@ -29,6 +29,7 @@ from stockhold.models import (
     Line,
     Order,
     OrderStatus,
+    RequestKey,
     Reservation,
     ReservationStatus,
     StockLevel,
@@ -85,6 +86,11 @@ def hold_sweep_keys(reservation_id: str, expires_at_ms: int) -> dict[str, str]:
 
 def stock_sweep_keys(store_id: str, sku: str) -> dict[str, str]:
     return {"sweepPk": f"STOCK#{_shard(store_id + sku)}", "sweepSk": f"{store_id}#{sku}"}
+
+
+def request_mark_key(store_id: str, key: str) -> dict[str, str]:
+    """The mark an ``Idempotency-Key`` leaves in the transaction of the change it made."""
+    return {"pk": f"STORE#{store_id}#KEY#{hashlib.sha256(key.encode()).hexdigest()[:32]}", "sk": "REQUEST"}
 
 
 def store_key(store_id: str) -> dict[str, str]:
@@ -319,6 +325,14 @@ class StockWriteRejected(Exception):
     current: StockLevel | None
 
 
+@dataclass
+class KeyAlreadyUsed(Exception):
+    """The request's Idempotency-Key already made a change (its mark is in the table), so
+    nothing was written. ``same_request``: the mark's fingerprint is this request's."""
+
+    same_request: bool
+
+
 @dataclass(frozen=True)
 class StockMove:
     """Units moving between counters of one SKU in one write.
@@ -348,9 +362,11 @@ class DynamoStore:
         *,
         conflict_retries: int = 6,
         sleep: Callable[[float], None] = time.sleep,
+        mark_ttl_seconds: int = 86400,
     ) -> None:
         self._client = client
         self._table = table_name
+        self._mark_ttl_seconds = mark_ttl_seconds
         self._conflict_retries = conflict_retries
         self._sleep = sleep
 
@@ -402,7 +418,7 @@ class DynamoStore:
 
     # ----- stock writes
 
-    def create_stock(self, store_id: str, level: StockLevel) -> None:
+    def create_stock(self, store_id: str, level: StockLevel, mark: RequestKey | None = None) -> None:
         """Put a new stock item; raises StockWriteRejected(current) if it already exists."""
         item = {
             **stock_key(store_id, level.sku),
@@ -420,13 +436,21 @@ class DynamoStore:
             **stock_sweep_keys(store_id, level.sku),
             **Cause("stock_set").attributes(),
         }
+        put = {
+            "TableName": self._table,
+            "Item": to_av(item),
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if mark is not None:
+            try:
+                self._transact([{"Put": put}], mark, level.updated_at)
+            except _Cancelled as cancelled:
+                old = cancelled.items[0]
+                raise StockWriteRejected(stock_from_item(old) if old else None) from None
+            return
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=to_av(item),
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            self._client.put_item(**put)
         except ClientError as exc:
             raise self._stock_rejection(exc) from exc
 
@@ -440,6 +464,7 @@ class DynamoStore:
         low_stock_threshold: int | None,
         unlimited: bool,
         now_ms: int,
+        mark: RequestKey | None = None,
     ) -> StockLevel:
         """Set onHand (moving ``available`` by the same delta) if onHand is still ``expected_on_hand``."""
         delta = on_hand - expected_on_hand
@@ -464,10 +489,16 @@ class DynamoStore:
             sets.append("lowStockThreshold = :t")
         Cause("stock_set").update(values, sets, removes)
         update = update_expression(sets, removes)
-        return self._update_stock(store_id, sku, update, condition, names, values)
+        return self._update_stock(store_id, sku, update, condition, names, values, mark, now_ms)
 
     def adjust_stock(
-        self, store_id: str, sku: str, delta: int, now_ms: int, token: str | None, reason: str | None = None
+        self,
+        store_id: str,
+        sku: str,
+        delta: int,
+        now_ms: int,
+        mark: RequestKey | None = None,
+        reason: str | None = None,
     ) -> StockLevel:
         """onHand and available move by ``delta``; neither may go below zero."""
         names = {"#a": "available", "#o": "onHand"}
@@ -479,50 +510,43 @@ class DynamoStore:
         sets, removes = ["#o = #o + :d", "#a = #a + :d", "updatedAt = :now"], list[str]()
         Cause("stock_adjusted", reason=reason).update(values, sets, removes)
         update = update_expression(sets, removes)
-        if token is None:
-            return self._update_stock(store_id, sku, update, condition, names, values)
-        # With an idempotency key the write goes through a one-item transaction, whose
-        # ClientRequestToken makes a retried request (crash between commit and response)
-        # a no-op instead of a second adjustment.
-        action = {
-            "Update": {
-                "TableName": self._table,
-                "Key": to_av(stock_key(store_id, sku)),
-                "UpdateExpression": update,
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": to_av(values),
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-        }
-        try:
-            self._transact([action], token)
-        except _Cancelled as cancelled:
-            old = cancelled.items[0]
-            raise StockWriteRejected(stock_from_item(old) if old else None) from None
-        except ClientError as exc:
-            if _code(exc) != "IdempotentParameterMismatchException":
-                raise
-            # The same token already committed this adjustment: answer the current level.
-        level = self.get_stock(store_id, sku)
-        if level is None:
-            raise StockWriteRejected(None)
-        return level
+        return self._update_stock(store_id, sku, update, condition, names, values, mark, now_ms)
 
     def _update_stock(
-        self, store_id: str, sku: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+        self,
+        store_id: str,
+        sku: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        mark: RequestKey | None,
+        now_ms: int,
     ) -> StockLevel:
+        """One conditional update of a stock item. With an Idempotency-Key it is a transaction
+        with the key's mark, so a re-run of the request (its answer lost in a crash) changes
+        nothing and raises KeyAlreadyUsed."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": to_av(stock_key(store_id, sku)),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_av(values),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if mark is not None:
+            try:
+                self._transact([{"Update": params}], mark, now_ms)
+            except _Cancelled as cancelled:
+                old = cancelled.items[0]
+                raise StockWriteRejected(stock_from_item(old) if old else None) from None
+            level = self.get_stock(store_id, sku)
+            if level is None:
+                raise StockWriteRejected(None)
+            return level
         try:
-            resp = self._client.update_item(
-                TableName=self._table,
-                Key=to_av(stock_key(store_id, sku)),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_av(values),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            resp = self._client.update_item(**params, ReturnValues="ALL_NEW")
         except ClientError as exc:
             raise self._stock_rejection(exc) from exc
         return stock_from_item(from_av(resp["Attributes"]))
@@ -546,7 +570,6 @@ class DynamoStore:
         replaced_status: ReservationStatus = ReservationStatus.RELEASED,
         ended_purge_at: int,
         now_ms: int,
-        token: str | None,
         extra: Sequence[dict[str, Any]] = (),
     ) -> None:
         """One transaction: the reservation, the cart's slot, every stock move (and, when
@@ -605,12 +628,7 @@ class DynamoStore:
         first_extra = len(actions)
         actions.extend(extra)
         try:
-            self._transact(actions, token)
-        except ClientError as exc:
-            if _code(exc) != "IdempotentParameterMismatchException":
-                raise
-            # This token committed earlier (a retried request): the reservation exists.
-            raise ReserveRejected(reservation_exists=True) from None
+            self._transact(actions)
         except _Cancelled as cancelled:
             rejected = ReserveRejected()
             reasons = cancelled.codes
@@ -652,7 +670,7 @@ class DynamoStore:
         order_id: str | None,
         purge_at: int,
         deadline: str | None,
-        token: str | None,
+        mark: RequestKey | None = None,
         expired_by: str | None = None,
         extra: Sequence[dict[str, Any]] = (),
     ) -> Reservation:
@@ -685,12 +703,7 @@ class DynamoStore:
         actions.extend(self._move_action(res.store_id, move, now_ms, move_cause) for move in moves)
         actions.extend(extra)
         try:
-            self._transact(actions, token)
-        except ClientError as exc:
-            if _code(exc) != "IdempotentParameterMismatchException":
-                raise
-            # This token ended the hold earlier (a retried request): report what it is now.
-            raise TransitionRejected(self.get_reservation(res.store_id, res.reservation_id)) from None
+            self._transact(actions, mark, now_ms)
         except _Cancelled as cancelled:
             codes = cancelled.codes
             # The hold's own condition passed when only an extra action failed: it is as given.
@@ -724,9 +737,11 @@ class DynamoStore:
         now_ms: int,
         counts: bool = True,
         extra: Sequence[dict[str, Any]] = (),
+        mark: RequestKey | None = None,
     ) -> Reservation:
         """Move the deadline later, using one extension (``counts``) or, once per hold, the
-        checkout's payment window (``counts=False``). Raises TransitionRejected(current)."""
+        checkout's payment window (``counts=False``). Raises TransitionRejected(current), or
+        KeyAlreadyUsed when ``mark``'s key already made a change."""
         values: dict[str, Any] = {
             ":new": new_expires_at,
             ":purge": purge_at,
@@ -754,9 +769,9 @@ class DynamoStore:
             "ExpressionAttributeValues": to_av(values),
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        if extra:
+        if extra or mark is not None:
             try:
-                self._transact([{"Update": update}, *extra], None)
+                self._transact([{"Update": update}, *extra], mark, now_ms)
             except _Cancelled as cancelled:
                 old = cancelled.items[0]
                 raise TransitionRejected(
@@ -808,7 +823,7 @@ class DynamoStore:
             *extra,
         ]
         try:
-            self._transact(actions, None)
+            self._transact(actions)
         except _Cancelled as cancelled:
             if cancelled.codes[0] == "ConditionalCheckFailed":
                 return False
@@ -921,9 +936,24 @@ class DynamoStore:
             }
         }
 
-    def save_checkout(self, chk: Checkout, *, expected_version: int, cause: Cause, purge_at: int | None = None) -> bool:
-        """One conditional Put of the whole checkout; False if it changed since it was read."""
+    def save_checkout(
+        self,
+        chk: Checkout,
+        *,
+        expected_version: int,
+        cause: Cause,
+        purge_at: int | None = None,
+        mark: RequestKey | None = None,
+    ) -> bool:
+        """One conditional Put of the whole checkout; False if it changed since it was read.
+        With ``mark``, a transaction with the key's mark (raises KeyAlreadyUsed)."""
         put = self.checkout_put_action(chk, expected_version=expected_version, cause=cause, purge_at=purge_at)["Put"]
+        if mark is not None:
+            try:
+                self._transact([{"Put": put}], mark, chk.updated_at)
+            except _Cancelled:
+                return False
+            return True
         try:
             self._client.put_item(**put)
         except ClientError as exc:
@@ -932,9 +962,7 @@ class DynamoStore:
             raise
         return True
 
-    def transition_order(
-        self, order: Order, to: OrderStatus, *, moves: Sequence[StockMove], now_ms: int, token: str | None
-    ) -> Order:
+    def transition_order(self, order: Order, to: OrderStatus, *, moves: Sequence[StockMove], now_ms: int) -> Order:
         """PLACED -> ``to`` with the counter moves, in one transaction. Raises OrderRejected."""
         action = f"order_{to.value.lower()}"
         values: dict[str, Any] = {":to": to.value, ":placed": OrderStatus.PLACED.value, ":now": now_ms}
@@ -955,11 +983,7 @@ class DynamoStore:
             *(self._move_action(order.store_id, m, now_ms, Cause(action, ref=order.order_id)) for m in moves),
         ]
         try:
-            self._transact(actions, token)
-        except ClientError as exc:
-            if _code(exc) != "IdempotentParameterMismatchException":
-                raise
-            raise OrderRejected(self.get_order(order.store_id, order.order_id)) from None
+            self._transact(actions)
         except _Cancelled as cancelled:
             old = cancelled.items[0]
             stock = [m.sku for m, c in zip(moves, cancelled.codes[1:], strict=True) if c == "ConditionalCheckFailed"]
@@ -1042,7 +1066,7 @@ class DynamoStore:
             ),
         ]
         try:
-            self._transact(actions, None)
+            self._transact(actions)
         except _Cancelled:
             return False
         return True
@@ -1147,36 +1171,70 @@ class DynamoStore:
         raw = resp.get("Item")
         return from_av(raw) if raw else None
 
-    def _transact(self, actions: list[dict[str, Any]], token: str | None) -> None:
-        """TransactWriteItems, retrying TransactionConflict with full-jitter backoff."""
+    def _transact(self, actions: list[dict[str, Any]], mark: RequestKey | None = None, now_ms: int = 0) -> None:
+        """TransactWriteItems, retrying TransactionConflict with full-jitter backoff.
+
+        With ``mark`` (a request's Idempotency-Key) the key's mark is written as one more
+        action, only if the key has made no change yet: a re-run of a request whose change
+        committed (its answer lost in a crash, however long ago within the key's lifetime)
+        raises KeyAlreadyUsed and writes nothing. Every attempt carries the same mark, so
+        whichever attempt commits, a later re-run finds it. No ClientRequestToken of our
+        own: botocore fills one per call (the same across its retries of that call), and
+        the mark and the items' own conditions outlive DynamoDB's 10-minute token window."""
+        if mark is not None:
+            actions = [*actions, self._mark_action(mark, now_ms)]
         if len(actions) > MAX_TRANSACTION_ACTIONS:
             raise ValueError(f"{len(actions)} actions exceed DynamoDB's {MAX_TRANSACTION_ACTIONS} per transaction")
         for attempt in range(self._conflict_retries + 1):
-            kwargs: dict[str, Any] = {"TransactItems": actions}
-            if token is not None:
-                # Each retry after a definite cancellation is a new request: vary the token.
-                kwargs["ClientRequestToken"] = token if attempt == 0 else f"{token[:33]}-{attempt:02d}"
             try:
-                self._client.transact_write_items(**kwargs)
+                self._client.transact_write_items(TransactItems=actions)
                 return
             except ClientError as exc:
-                if _code(exc) == "TransactionInProgressException":
-                    # The same token is still being applied by another request: wait for it.
-                    if attempt < self._conflict_retries:
-                        self._backoff(attempt + 1)
-                    continue
                 if _code(exc) != "TransactionCanceledException":
                     raise
                 reasons = exc.response.get("CancellationReasons") or [{}] * len(actions)
                 codes = [r.get("Code", "None") for r in reasons]
+                items = [from_av(r["Item"]) if r.get("Item") else None for r in reasons]
+                if mark is not None:
+                    if codes[-1] == "ConditionalCheckFailed":
+                        old = items[-1] or {}
+                        raise KeyAlreadyUsed(same_request=old.get("fingerprint") == mark.fingerprint) from None
+                    codes, items = codes[:-1], items[:-1]
                 if "ConditionalCheckFailed" in codes:
-                    items = [from_av(r["Item"]) if r.get("Item") else None for r in reasons]
                     raise _Cancelled(codes, items) from None
                 if "TransactionConflict" not in codes:
                     raise
             if attempt < self._conflict_retries:
                 self._backoff(attempt + 1)
         raise TooBusy("the stock is being changed by many requests at once; retry shortly", {"retryAfterSeconds": 1})
+
+    def key_used(self, key: RequestKey) -> bool | None:
+        """Whether ``key`` has made a change: None (no live mark), True (by this very request:
+        the same fingerprint) or False (by another request)."""
+        item = self._get(request_mark_key(key.store_id, key.value))
+        if item is None or item.get("purgeAt", 0) < int(time.time()):
+            return None
+        return bool(item.get("fingerprint") == key.fingerprint)
+
+    def _mark_action(self, mark: RequestKey, now_ms: int) -> dict[str, Any]:
+        """Put the key's mark unless a live one is there (a mark outlives its TTL until DynamoDB deletes it)."""
+        now_s = (now_ms or int(time.time() * 1000)) // 1000
+        item = {
+            **request_mark_key(mark.store_id, mark.value),
+            "type": "REQUEST_MARK",
+            "storeId": mark.store_id,
+            "fingerprint": mark.fingerprint,
+            "purgeAt": now_s + self._mark_ttl_seconds,
+        }
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": to_av(item),
+                "ConditionExpression": "attribute_not_exists(pk) OR purgeAt < :now",
+                "ExpressionAttributeValues": to_av({":now": now_s}),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
 
     def _backoff(self, attempt: int) -> None:
         self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
