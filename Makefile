@@ -1,11 +1,17 @@
 # stockhold: every command a person runs. `make test` is what CI runs.
 SHELL := /bin/bash
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 VENV := .venv
 PY := $(VENV)/bin/python
+# The AWS SAM CLI, pinned, in a venv of its own (scripts/bootstrap-sam.sh); its bin/ also has python3.13.
+SAM_VENV := $(ROOT)/.venv-sam
+SAM := PATH="$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+SAM_CLI := aws-sam-cli==1.170.0
 export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := layers/stockhold:functions/api:.
 
-.PHONY: help setup run reconcile test test-unit test-integration lint format bench build deploy openapi store clean
+.PHONY: help setup run reconcile test test-unit test-integration lint format bench build build-StockholdLayer \
+	sam-setup lock deploy openapi store clean
 
 help:
 	@echo "make run     - the local stack on DynamoDB Local (http://127.0.0.1:3000)"
@@ -13,7 +19,9 @@ help:
 	@echo "make lint    - ruff, mypy, cfn-lint"
 	@echo "make bench   - benchmarks against DynamoDB Local (prints tables)"
 	@echo "make openapi - regenerate docs/openapi.json from the code"
-	@echo "make build / make deploy - sam build / sam deploy --guided"
+	@echo "make build   - sam build (installs the pinned SAM CLI into .venv-sam), then checks the layer"
+	@echo "make deploy  - sam deploy (first time: make deploy ARGS=--guided)"
+	@echo "make lock    - re-lock layers/stockhold/requirements.lock.txt and requirements-sam.txt"
 
 run: setup
 	@$(PY) -m tools.local
@@ -53,11 +61,33 @@ store: setup
 reconcile: setup
 	$(PY) -m tools.reconcile $(ARGS)
 
-build:
-	sam build
+# sam build: the functions with python3.13 (from .venv-sam/bin), the layer with the target below.
+build: sam-setup
+	$(SAM) build $(if $(filter build,$(MAKECMDGOALS)),$(ARGS))
+	$(SAM_VENV)/bin/python tools/layer.py check .aws-sam/build/StockholdLayer
+
+sam-setup:
+	@scripts/bootstrap-sam.sh
+
+# Called by sam build (template.yaml: StockholdLayer's BuildMethod makefile, ContextPath .), in a
+# scratch copy of layers/stockhold/, with ARTIFACTS_DIR set. Any Python with pip will do: the
+# wheels are always CPython 3.13 aarch64 ones (tools/layer.py).
+LAYER_PYTHON ?= $(firstword $(wildcard $(SAM_VENV)/bin/python) python3)
+build-StockholdLayer:
+	"$(LAYER_PYTHON)" "$(ROOT)/tools/layer.py" build --src . --out "$(ARTIFACTS_DIR)"
 
 deploy: build
-	sam deploy --guided
+	$(SAM) deploy $(ARGS)
+
+# Every package of the layer, pinned with hashes, for aarch64 CPython 3.13; boto3 and botocore
+# (and what only they need) are left to the Lambda runtime. Then the SAM CLI's own pins.
+lock: setup
+	$(VENV)/bin/uv pip compile layers/stockhold/requirements.txt -q -o layers/stockhold/requirements.lock.txt \
+		--python-version 3.13 --python-platform aarch64-manylinux2014 --generate-hashes \
+		--no-emit-package botocore --no-emit-package urllib3 --no-emit-package python-dateutil \
+		--no-emit-package six --custom-compile-command "make lock"
+	echo "$(SAM_CLI)" | $(VENV)/bin/uv pip compile - -q -o requirements-sam.txt --universal --python-version 3.13 \
+		--custom-compile-command "make lock"
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

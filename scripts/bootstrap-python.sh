@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 STAMP="$VENV/.requirements.sha256"
-want=$(cat requirements-dev.txt layers/stockhold/requirements.txt | sha256sum | cut -d' ' -f1)
+want=$(cat requirements-dev.txt layers/stockhold/requirements.txt layers/stockhold/requirements.lock.txt | sha256sum | cut -d' ' -f1)
 
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
@@ -35,6 +35,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 echo "==> installing pinned Python dependencies into $VENV (requirements-dev.txt)"
 "$VENV/bin/python" -m pip install --disable-pip-version-check -q --upgrade pip
-"$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+# The layer's lock as constraints, so tests run the versions the layer ships. Without its
+# hashes: pip would otherwise demand hashes for every other dev requirement too.
+sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*==[^ \\]*\).*/\1/p' layers/stockhold/requirements.lock.txt > "$VENV/layer-constraints.txt"
+"$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-dev.txt -c "$VENV/layer-constraints.txt"
 echo "$want" > "$STAMP"
 echo "==> Python environment ready: $("$VENV/bin/python" --version)"
