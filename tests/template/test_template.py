@@ -197,3 +197,43 @@ def test_openapi_lists_every_template_route() -> None:
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     expected = {(m, p) for m, p, _, auth in template.api_routes() if p != "/openapi.json"}
     assert documented == expected
+
+
+# ---------------------------------------------------------------- template hygiene (issue 11)
+
+
+def test_api_access_logs_are_one_json_object_per_request_in_a_group_with_a_retention() -> None:
+    api = template.load()["Resources"]["StockholdApi"]
+    setting = api["Properties"]["AccessLogSetting"]
+    (group_id, attr) = setting["DestinationArn"]["Fn::GetAtt"]
+    group = template.load()["Resources"][group_id]
+    assert group["Type"] == "AWS::Logs::LogGroup" and attr == "Arn"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    # API Gateway substitutes every $context variable, "-" when it has none: still JSON.
+    line = json.loads(re.sub(r"\$context\.[A-Za-z.]+", "-", setting["Format"]))
+    assert {"requestId", "status", "resourcePath", "httpMethod", "responseLatency", "storeId"} <= set(line)
+    assert "$context.requestId" in setting["Format"] and "$context.authorizer.storeId" in setting["Format"]
+    # Access logging needs the account's CloudWatch role first (an account-wide API Gateway setting).
+    assert api["DependsOn"] == "ApiGatewayAccount"
+    account = template.load()["Resources"]["ApiGatewayAccount"]
+    assert account["Properties"]["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]}
+
+
+def test_what_a_stack_delete_or_replacement_keeps_is_explicit() -> None:
+    """docs/deploy.md, "What a delete keeps": the stock table and the parked stream records stay."""
+    resources = template.load()["Resources"]
+    expected = {
+        "StockholdTable": "Retain",
+        "StreamFailureQueue": "Retain",
+        "IdempotencyTable": "Delete",
+        **dict.fromkeys(template.resources("AWS::Logs::LogGroup"), "Delete"),
+    }
+    assert len(template.resources("AWS::Logs::LogGroup")) == len(FUNCTIONS) + 2  # + hold timer, API access
+    for name, policy in expected.items():
+        assert resources[name].get("DeletionPolicy") == policy, name
+        assert resources[name].get("UpdateReplacePolicy") == policy, name
+
+
+def test_both_tables_have_point_in_time_recovery() -> None:
+    for name, table in template.resources("AWS::DynamoDB::Table").items():
+        assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, name
