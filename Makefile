@@ -11,7 +11,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := layers/stockhold:functions/api:.
 
 .PHONY: help setup run reconcile test test-unit test-integration lint format bench build build-StockholdLayer \
-	sam-setup lock deploy openapi store clean
+	sam-setup lock invoke sam-env deploy openapi store clean
 
 help:
 	@echo "make run     - the local stack on DynamoDB Local (http://127.0.0.1:3000)"
@@ -20,6 +20,8 @@ help:
 	@echo "make bench   - benchmarks against DynamoDB Local (prints tables)"
 	@echo "make openapi - regenerate docs/openapi.json from the code"
 	@echo "make build   - sam build (installs the pinned SAM CLI into .venv-sam), then checks the layer"
+	@echo "make invoke FN=ApiFunction EVENT=events/api-get-stock.json - one invocation against make run's stack"
+	@echo "make sam-env ARGS=--docker-host=host.docker.internal - rewrite .local/sam-env.json (sam local invoke's, docs/deploy.md)"
 	@echo "make deploy  - sam deploy (first time: make deploy ARGS=--guided)"
 	@echo "make lock    - re-lock layers/stockhold/requirements.lock.txt and requirements-sam.txt"
 
@@ -88,6 +90,18 @@ lock: setup
 		--no-emit-package six --custom-compile-command "make lock"
 	echo "$(SAM_CLI)" | $(VENV)/bin/uv pip compile - -q -o requirements-sam.txt --universal --python-version 3.13 \
 		--custom-compile-command "make lock"
+
+# One invocation of one function, as `sam local invoke FN -e EVENT` would run it, against the
+# stack `make run` is running (no Docker). tools/invoke.py --help for more.
+invoke:
+	@scripts/bootstrap-python.sh >&2
+	@$(PY) -m tools.invoke $(FN) $(EVENT) $(ARGS)
+
+# make run writes .local/sam-env.json (samconfig.toml: sam local invoke's env-vars file) for a
+# container on the host's network; this rewrites it, e.g. for Docker Desktop (docs/deploy.md).
+sam-env:
+	@scripts/bootstrap-python.sh
+	@$(PY) -m tools.invoke --write-sam-env .local/sam-env.json $(ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -132,19 +132,27 @@ def layer_dirs(function_logical_id: str) -> list[Path]:
     return out
 
 
+NO_VALUE: Any = object()  # what ``Ref: AWS::NoValue`` resolves to: the key or item is left out
+
+
+def _is_no_value(value: Any) -> bool:
+    return value == {"Ref": "AWS::NoValue"} or value is NO_VALUE
+
+
 def resolve(value: Any, refs: dict[str, str]) -> Any:
     """Resolve the intrinsic functions a local run needs: Ref, Sub, GetAtt, Join.
 
     ``refs`` maps logical ids (parameters, resources) and pseudo parameters to values.
+    A ``Ref: AWS::NoValue`` leaves its key (or list item) out, as CloudFormation does.
     """
     if isinstance(value, list):
-        return [resolve(v, refs) for v in value]
+        return [resolve(v, refs) for v in value if not _is_no_value(v)]
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
         ((fn, arg),) = value.items()
         if fn == "Ref":
-            return refs.get(arg, arg)
+            return NO_VALUE if arg == "AWS::NoValue" else refs.get(arg, arg)
         if fn == "Fn::GetAtt":
             name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
             return refs.get(f"{name}.{attr}", f"arn:aws:local:us-east-1:000000000000:{name}")
@@ -155,4 +163,4 @@ def resolve(value: Any, refs: dict[str, str]) -> Any:
         if fn == "Fn::Join":
             sep, parts = arg
             return sep.join(str(p) for p in resolve(parts, refs))
-    return {k: resolve(v, refs) for k, v in value.items()}
+    return {k: resolve(v, refs) for k, v in value.items() if not _is_no_value(v)}

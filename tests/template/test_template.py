@@ -237,3 +237,45 @@ def test_what_a_stack_delete_or_replacement_keeps_is_explicit() -> None:
 def test_both_tables_have_point_in_time_recovery() -> None:
     for name, table in template.resources("AWS::DynamoDB::Table").items():
         assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, name
+
+
+def test_local_endpoint_variables_are_declared_for_sam_but_absent_on_aws() -> None:
+    """An env-vars file may set only what the template declares; AWS::NoValue removes it on AWS."""
+    declared = {}
+    for name, spec in FUNCTIONS.items():
+        endpoints = {k: v for k, v in spec.environment.items() if k.startswith("AWS_ENDPOINT_URL")}
+        assert endpoints.get("AWS_ENDPOINT_URL_DYNAMODB") == {"Ref": "AWS::NoValue"}, name
+        assert all(v == {"Ref": "AWS::NoValue"} for v in endpoints.values()), (name, endpoints)
+        assert not set(endpoints) & set(template.resolve(spec.environment, {})), name  # the local stack's own win
+        declared[name] = set(endpoints)
+    assert "AWS_ENDPOINT_URL_SFN" in declared["HoldStreamFunction"]
+    assert "AWS_ENDPOINT_URL_EVENTBRIDGE" in declared["ChangeFeedFunction"]
+
+
+@pytest.mark.parametrize("client", ["dynamodb_client", "stepfunctions_client", "events_client"])
+def test_an_empty_endpoint_variable_means_the_regions_own_endpoint(
+    client: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sam local invoke` without an env-vars file sets a declared NoValue variable to "": that is AWS's endpoint."""
+    from stockhold import runtime
+
+    for var in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SFN", "AWS_ENDPOINT_URL_EVENTBRIDGE"):
+        monkeypatch.setenv(var, "")
+    runtime.reset()
+    try:
+        url = getattr(runtime, client)().meta.endpoint_url
+    finally:
+        runtime.reset()
+    assert url.startswith("https://") and url.endswith(".us-east-1.amazonaws.com"), url
+
+
+def test_sam_local_invoke_reads_the_env_vars_file_the_local_stack_writes() -> None:
+    """samconfig.toml: `sam local invoke` takes the running stack's env-vars file, and refuses without it."""
+    import tomllib
+
+    from tools import invoke
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    local = config["default"]["local_invoke"]["parameters"]
+    assert ROOT / local["env_vars"] == invoke.SAM_ENV_FILE
+    assert local["region"] == "us-east-1"  # the local stack's region (its state machine and bus ARNs)

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 
+from tools import invoke
 from tools.local.stack import LocalStack, StackConfig
 
 
@@ -29,6 +30,7 @@ def main() -> int:
     except Exception as exc:
         print(f"stockhold: the local stack did not start: {exc}", file=sys.stderr)
         return 1
+    invoke.publish(stack)  # .local/stack.json and sam-env.json: for `make invoke` and `sam local invoke`
     url = stack.url
     print(
         f"""
@@ -50,6 +52,7 @@ Ctrl-C stops everything.
     )
     stop.wait()
     print("==> stopping", flush=True)
+    invoke.unpublish()
     stack.stop()
     return 0
 
