@@ -1,4 +1,5 @@
-"""The local stack's own machinery: stream event sources and shutdown."""
+"""The local stack's own machinery: stream event sources, schedules, state machines, shutdown, and
+what each does when a function's execution environment dies."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -40,6 +42,19 @@ def stream_table(ddb_local: DynamoDBLocal) -> Iterator[tuple[object, str]]:
     client.delete_table(TableName=name)
 
 
+def _pool(fixture: str, record_file: Path, concurrency: int = 1) -> FunctionPool:
+    """A pool of the test function ``tests/fixtures/<fixture>``, which records each delivery."""
+    return FunctionPool(
+        fixture.capitalize(),
+        ROOT / "tests/fixtures" / fixture,
+        "app.lambda_handler",
+        {f"{fixture.upper()}_FILE": str(record_file), "PATH": os.environ.get("PATH", "")},
+        [],
+        concurrency=concurrency,
+        timeout=10,
+    )
+
+
 def _source(
     ddb_local: DynamoDBLocal,
     table: str,
@@ -48,16 +63,10 @@ def _source(
     *,
     parallel: int = 1,
     pattern: dict[str, object] = FILTER,
+    fixture: str = "recorder",
+    bisect: bool = False,
 ) -> tuple[StreamSource, FunctionPool]:
-    pool = FunctionPool(
-        "Recorder",
-        ROOT / "tests/fixtures/recorder",
-        "app.lambda_handler",
-        {"RECORDER_FILE": str(record_file), "PATH": os.environ.get("PATH", "")},
-        [],
-        concurrency=parallel,
-        timeout=10,
-    )
+    pool = _pool(fixture, record_file, parallel)
     kwargs = client_kwargs(ddb_local.endpoint_url)
     streams = boto3.client("dynamodbstreams", **kwargs)  # type: ignore[call-overload]
     arn = boto3.client("dynamodb", **kwargs).describe_table(TableName=table)["Table"]["LatestStreamArn"]  # type: ignore[call-overload]
@@ -72,6 +81,7 @@ def _source(
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "FilterCriteria": {"Filters": [{"Pattern": json.dumps(pattern)}]},
             "ParallelizationFactor": parallel,
+            "BisectBatchOnFunctionError": bisect,
         },
         poll_seconds=0.1,
     )
@@ -210,3 +220,29 @@ def test_parallelization_factor_splits_a_batch_by_item_and_keeps_each_items_orde
     # The 24 records arrive in pages of 10 (BatchSize); each page went out as several batches at once.
     assert len(lines) > 3
     assert max(len(line["ids"]) for line in lines) < 10
+
+
+# --- a function that dies (issue 9, section 3) ------------------------------------------------
+
+
+def test_a_dead_environment_fails_only_its_own_invocation_and_is_replaced(tmp_path: Path) -> None:
+    """One SIGKILLed worker used to break the function's ProcessPoolExecutor for good: every
+    running and later invocation raised BrokenProcessPool (the HTTP client saw a closed
+    connection). Now, as in Lambda, only the invocation it was running fails."""
+    pool = _pool("crasher", tmp_path / "calls.jsonl", concurrency=2)
+    try:
+        pool.warm_up(2)
+        with ThreadPoolExecutor(2) as threads:
+            dying = threads.submit(pool.invoke, {"id": "dies", "sleep": 0.3, "die": True})
+            other = threads.submit(pool.invoke, {"id": "lives", "sleep": 0.6})
+            died, lived = dying.result(timeout=30), other.result(timeout=30)
+        assert died.failed and died.error_type == "Runtime.ExitError"
+        assert died.error_message == "Runtime exited with error: signal: killed"
+        assert not lived.failed and lived.payload["pid"] in pool.pids  # its environment carried on
+        with ThreadPoolExecutor(2) as threads:  # two at a time: a new environment takes the dead one's place
+            later = list(threads.map(pool.invoke, [{"id": f"later-{i}", "sleep": 0.2} for i in range(4)]))
+        assert [r.failed for r in later] == [False] * 4
+        assert pool.environments_lost == 1 and len({r.payload["pid"] for r in later}) == 2
+    finally:
+        pool.shutdown()
+    assert pool.pids == []

@@ -46,13 +46,23 @@ def _authorizer() -> AuthorizerConfig | None:
     return None
 
 
-def _gateway_responses() -> dict[str, tuple[int, str]]:
-    out = {}
+def _gateway_responses() -> dict[str, tuple[int | None, str]]:
+    out: dict[str, tuple[int | None, str]] = {}
     for res in template.resources("AWS::ApiGateway::GatewayResponse").values():
         props = res["Properties"]
         body = props.get("ResponseTemplates", {}).get("application/json", "")
-        out[props["ResponseType"]] = (int(props["StatusCode"]), body)
+        status = props.get("StatusCode")
+        out[props["ResponseType"]] = (int(status) if status is not None else None, body)
     return out
+
+
+# The error codes of the API.md shape for a gateway answer the template does not customise.
+_CODES = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 413: "PAYLOAD_TOO_LARGE", 429: "THROTTLED"}
+
+
+def _error_body(status: int, message: str) -> str:
+    code = _CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
+    return json.dumps({"error": {"code": code, "message": message, "details": {}}})
 
 
 class Gateway:
@@ -65,9 +75,23 @@ class Gateway:
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def _gateway_reply(self, kind: str, default_status: int, default_message: str) -> Reply:
-        status, body = self._responses.get(kind, (default_status, json.dumps({"message": default_message})))
-        return Reply(status, [("Content-Type", "application/json"), ("x-amzn-ErrorType", kind)], body.encode())
+    def _gateway_reply(self, kind: str, default_status: int, default_message: str, error_type: str = "") -> Reply:
+        """API Gateway's own answer of type ``kind``: the template's response of that type, else its
+        DEFAULT_4XX / DEFAULT_5XX (with the type's status), else the API.md error shape (API
+        Gateway's built-in ``{"message": ...}`` is not stockhold's contract; template.yaml should
+        declare DEFAULT_4XX / DEFAULT_5XX so that AWS answers the same)."""
+        status, body = (None, "") if kind.startswith("DEFAULT_") else self._responses.get(kind, (None, ""))
+        if not body:
+            status = status or default_status
+            family = "DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX"
+            body = self._responses.get(family, (None, ""))[1] or _error_body(status, default_message)
+        headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type or kind)]
+        return Reply(status or default_status, headers, body.encode())
+
+    def function_failed(self) -> Reply:
+        """A function error, an environment that died, or a malformed proxy answer: API Gateway's 502
+        (no response type of its own: only DEFAULT_5XX customises it)."""
+        return self._gateway_reply("DEFAULT_5XX", 502, "Internal server error", "InternalServerErrorException")
 
     def handle(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Reply:
         url = urlsplit(target)
@@ -99,7 +123,7 @@ class Gateway:
         )
         result = self._pools[route.function].invoke(event)
         if result.failed or not isinstance(result.payload, dict) or "statusCode" not in result.payload:
-            return Reply(502, [("Content-Type", "application/json")], b'{"message": "Internal server error"}')
+            return self.function_failed()
         return _to_reply(result.payload)
 
     def _authorize(self, headers: dict[str, str], route: apigw.Route, path: str) -> dict[str, Any] | Reply:

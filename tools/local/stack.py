@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -238,7 +239,11 @@ class LocalStack:
                 started = time.monotonic()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                reply = gateway.handle(self.command, self.path, list(self.headers.items()), body)
+                try:
+                    reply = gateway.handle(self.command, self.path, list(self.headers.items()), body)
+                except Exception as exc:  # a fault of the stack itself: still an answer, never a dropped connection
+                    sys.stderr.write(f"[gateway] {self.command} {self.path}: {type(exc).__name__}: {exc}\n")
+                    reply = gateway.function_failed()
                 self.send_response(reply.status)
                 for k, v in reply.headers:
                     if k.lower() not in ("content-length", "connection"):
@@ -307,8 +312,9 @@ class LocalStack:
         self.state_machines.stop()
         self.event_buses.stop()
         self.moto.stop()
-        for pool in self.pools.values():
-            pool.shutdown()
+        if self.pools:  # all at once: each worker takes a moment to exit
+            with ThreadPoolExecutor(len(self.pools), thread_name_prefix="stop") as stopping:
+                list(stopping.map(FunctionPool.shutdown, self.pools.values()))
         self.pools.clear()
         if self.ddb is not None:
             self.ddb.stop()
