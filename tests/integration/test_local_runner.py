@@ -225,6 +225,10 @@ def test_parallelization_factor_splits_a_batch_by_item_and_keeps_each_items_orde
 # --- a function that dies (issue 9, section 3) ------------------------------------------------
 
 
+def _put(client: object, table: str, **item: str) -> None:
+    client.put_item(TableName=table, Item={k: {"S": v} for k, v in item.items()})  # type: ignore[attr-defined]
+
+
 def test_a_dead_environment_fails_only_its_own_invocation_and_is_replaced(tmp_path: Path) -> None:
     """One SIGKILLed worker used to break the function's ProcessPoolExecutor for good: every
     running and later invocation raised BrokenProcessPool (the HTTP client saw a closed
@@ -246,3 +250,52 @@ def test_a_dead_environment_fails_only_its_own_invocation_and_is_replaced(tmp_pa
     finally:
         pool.shutdown()
     assert pool.pids == []
+
+
+def test_a_batch_whose_invocation_dies_is_delivered_again_not_dropped(
+    ddb_local: DynamoDBLocal, stream_table: tuple[object, str], tmp_path: Path
+) -> None:
+    """The stream source used to move the shard iterator on before delivering: an invocation
+    that died lost its batch (a hold without a timer, a lost audit entry), and the broken
+    pool lost every later batch too. Now the batch is retried until it is handled."""
+    client, table = stream_table
+    record_file = tmp_path / "deliveries.jsonl"
+    _put(client, table, id="w1", kind="wanted")
+    _put(client, table, id="w2", kind="wanted", die="once")
+    _put(client, table, id="w3", kind="wanted")
+    source, pool = _source(ddb_local, table, record_file, retries=2, fixture="crasher")
+    source.start()
+    try:
+        _wait_for(lambda: len(_deliveries(record_file)) >= 2)
+        _put(client, table, id="w4", kind="wanted")  # a later batch: the function still works
+        _wait_for(lambda: "w4" in {i for batch in _deliveries(record_file) for i in batch})
+        time.sleep(0.5)  # nothing more should arrive
+    finally:
+        source.stop()
+        pool.shutdown()
+    assert _deliveries(record_file) == [["w1", "w2", "w3"], ["w1", "w2", "w3"], ["w4"]]
+    assert source.discarded == []
+    assert pool.environments_lost == 1
+
+
+def test_a_record_whose_invocations_keep_dying_is_bisected_out_and_sent_to_on_failure(
+    ddb_local: DynamoDBLocal, stream_table: tuple[object, str], tmp_path: Path
+) -> None:
+    """BisectBatchOnFunctionError: a batch whose invocation fails is split in two and each half
+    retried; the record that keeps killing its environment ends in OnFailure after
+    MaximumRetryAttempts, and every other record is delivered."""
+    client, table = stream_table
+    record_file = tmp_path / "deliveries.jsonl"
+    for rid in ("a", "b", "c", "d"):
+        _put(client, table, id=rid, kind="wanted", **({"die": "always"} if rid == "b" else {}))
+    source, pool = _source(ddb_local, table, record_file, retries=2, fixture="crasher", bisect=True)
+    source.start()
+    try:
+        _wait_for(lambda: len(source.discarded) == 1 and len(_deliveries(record_file)) >= 5)
+        time.sleep(0.5)
+    finally:
+        source.stop()
+        pool.shutdown()
+    # [abcd] dies (1 failure): halves; [ab] dies (2): halves; [a] ok; [b] dies (3 > 2): OnFailure; [cd] ok.
+    assert _deliveries(record_file) == [["a", "b", "c", "d"], ["a", "b"], ["a"], ["b"], ["c", "d"]]
+    assert [r["dynamodb"]["NewImage"]["id"]["S"] for r in source.discarded] == ["b"]

@@ -4,8 +4,11 @@ For each stream event of a function: its FilterCriteria (matched with moto's
 EventBridge pattern matcher, the same filter language), BatchSize,
 ParallelizationFactor (up to N batches of a shard at once, each item's records in one
 of them and in order), the ``ReportBatchItemFailures`` response (retry from the first
-failed record), bounded retries (MaximumRetryAttempts) and, once exhausted, the batch
-logged as sent to the OnFailure destination.
+failed record), a failed invocation (an error, or an execution environment that died:
+the batch again, halved first with BisectBatchOnFunctionError), bounded retries
+(MaximumRetryAttempts) and, once exhausted, the records logged as sent to the OnFailure
+destination. The shard moves past a page of records only once every record of it was
+handled that way, so a failure never drops a batch.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class StreamSource:
         self._count_lock = threading.Lock()
         self._retries = int(properties.get("MaximumRetryAttempts", -1))
         self._report_failures = "ReportBatchItemFailures" in properties.get("FunctionResponseTypes", [])
+        self._bisect = bool(properties.get("BisectBatchOnFunctionError", False))
         self._start = properties.get("StartingPosition", "LATEST")
         filters = properties.get("FilterCriteria", {}).get("Filters", [])
         self._patterns = [EventPattern(None, json.loads(f["Pattern"])) for f in filters]
@@ -103,13 +107,17 @@ class StreamSource:
                         )["ShardIterator"]
                 first = False
                 for sid, iterator in list(iterators.items()):
-                    if iterator is None:
+                    if iterator is None or self._stop.is_set():
                         continue
                     page = self._client.get_records(ShardIterator=iterator, Limit=self._batch)
-                    iterators[sid] = page.get("NextShardIterator")
                     records = [r for r in (lambda_record(x) for x in page.get("Records", [])) if self.matches(r)]
                     if records:
                         self._deliver_parallel(records)
+                    if self._stop.is_set():
+                        break  # stopped mid-batch: not delivered, so not passed (as a restarted mapping would)
+                    # Only now, with every record of the page handled (or sent to OnFailure), does the
+                    # shard move on: an invocation that fails or dies is retried, never skipped.
+                    iterators[sid] = page.get("NextShardIterator")
             except Exception as exc:
                 if not self._stop.is_set():
                     sys.stderr.write(f"[stream {self._fn.name}] poll failed: {exc}\n")
@@ -133,29 +141,52 @@ class StreamSource:
             list(pool.map(self._deliver, busy))
 
     def _deliver(self, records: list[dict[str, Any]]) -> None:
-        """Invoke with the batch; retry from the first failed record, as Lambda does."""
-        attempt = 0
-        while records and not self._stop.is_set():
+        """Invoke with the batch until every record is handled, as Lambda does: after a reported
+        batch item failure, retry from the first failed record; after a failed invocation (an
+        error, or an environment that died), retry the batch, split in two first with
+        BisectBatchOnFunctionError. Each failed try counts against MaximumRetryAttempts (-1:
+        forever); records that exhaust it go to the OnFailure destination and the shard moves on."""
+        # Parts still to deliver, in stream order, each with the tries it has failed so far.
+        parts: list[tuple[list[dict[str, Any]], int]] = [(records, 0)]
+        while parts and not self._stop.is_set():
+            batch, failures = parts.pop(0)
             with self._count_lock:
                 self.invocations += 1
-            result = self._fn.invoke({"Records": records})
-            failed_from: int | None = None
-            if result.failed:
-                failed_from = 0
-            elif self._report_failures and isinstance(result.payload, dict):
-                ids = [f.get("itemIdentifier") for f in result.payload.get("batchItemFailures", [])]
-                seqs = [r["dynamodb"]["SequenceNumber"] for r in records]
-                positions = [seqs.index(i) for i in ids if i in seqs]
-                if positions:
-                    failed_from = min(positions)
+            result = self._fn.invoke({"Records": batch})
+            failed_from = 0 if result.failed else self._first_reported_failure(batch, result.payload)
             if failed_from is None:
-                return
-            records = records[failed_from:]
-            attempt += 1
-            if self._retries >= 0 and attempt > self._retries:
-                self.discarded.extend(records)
-                sys.stderr.write(
-                    f"[stream {self._fn.name}] {len(records)} record(s) failed {attempt} times: "
-                    f"sent to the OnFailure destination (first sequence {records[0]['dynamodb']['SequenceNumber']})\n"
-                )
-                return
+                continue  # every record handled
+            failures += 1
+            rest = batch[failed_from:]
+            if self._retries >= 0 and failures > self._retries:
+                self._send_to_on_failure(rest, failures)
+                continue
+            if result.failed and self._bisect and len(rest) > 1:
+                half = len(rest) // 2
+                parts[0:0] = [(rest[:half], failures), (rest[half:], failures)]
+            else:
+                parts.insert(0, (rest, failures))
+            self._stop.wait(min(0.05 * 2 ** min(failures, 6), 2.0))  # Lambda backs off between retries
+
+    def _first_reported_failure(self, batch: list[dict[str, Any]], payload: Any) -> int | None:
+        """Index of the first record the function reported failed (ReportBatchItemFailures), if any."""
+        if not self._report_failures or not isinstance(payload, dict):
+            return None
+        seqs = [r["dynamodb"]["SequenceNumber"] for r in batch]
+        failures = payload.get("batchItemFailures") or []
+        if not isinstance(failures, list):
+            return 0  # a malformed answer: Lambda treats the whole batch as failed
+        positions = []
+        for failure in failures:
+            ident = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+            if ident not in seqs:
+                return 0  # an empty or unknown identifier also fails the whole batch
+            positions.append(seqs.index(ident))
+        return min(positions) if positions else None
+
+    def _send_to_on_failure(self, records: list[dict[str, Any]], tries: int) -> None:
+        self.discarded.extend(records)
+        sys.stderr.write(
+            f"[stream {self._fn.name}] {len(records)} record(s) failed {tries} times: "
+            f"sent to the OnFailure destination (first sequence {records[0]['dynamodb']['SequenceNumber']})\n"
+        )
