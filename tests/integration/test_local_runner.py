@@ -18,7 +18,8 @@ import boto3
 import pytest
 
 from tools.ddblocal import DynamoDBLocal, client_kwargs
-from tools.local.functions import FunctionPool
+from tools.local.functions import FunctionPool, Invocation
+from tools.local.schedules import Schedule
 from tools.local.stack import LocalStack, StackConfig
 from tools.local.streams import StreamSource
 from tools.template import ROOT
@@ -299,3 +300,42 @@ def test_a_record_whose_invocations_keep_dying_is_bisected_out_and_sent_to_on_fa
     # [abcd] dies (1 failure): halves; [ab] dies (2): halves; [a] ok; [b] dies (3 > 2): OnFailure; [cd] ok.
     assert _deliveries(record_file) == [["a", "b", "c", "d"], ["a", "b"], ["a"], ["b"], ["c", "d"]]
     assert [r["dynamodb"]["NewImage"]["id"]["S"] for r in source.discarded] == ["b"]
+
+
+class _RaisingOnce:
+    """A function whose first invocation raises in the stack itself (not a function error)."""
+
+    name = "Flaky"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def invoke(self, event: dict[str, object]) -> Invocation:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("the pool broke")
+        return Invocation(payload={})
+
+
+def test_the_schedule_survives_a_run_that_fails(tmp_path: Path) -> None:
+    """An exception from one run (a BrokenProcessPool, before) ended the schedule's thread:
+    reconciliation never ran again. Now a failing run is logged and the next one fires."""
+    flaky = _RaisingOnce()
+    schedule = Schedule(flaky, "flaky", "rate(1 minute)", every=0.05)  # type: ignore[arg-type]
+    schedule.start()
+    try:
+        _wait_for(lambda: flaky.calls >= 3, timeout=5)
+    finally:
+        schedule.stop()
+
+    record_file = tmp_path / "runs.jsonl"
+    Path(f"{record_file}.die").touch()  # the first run's environment dies
+    pool = _pool("crasher", record_file)
+    schedule = Schedule(pool, "crasher", "rate(1 minute)", every=0.1)
+    schedule.start()
+    try:
+        _wait_for(lambda: len(_deliveries(record_file)) >= 3)
+    finally:
+        schedule.stop()
+        pool.shutdown()
+    assert pool.environments_lost == 1 and schedule.fired >= 3

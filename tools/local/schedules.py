@@ -54,10 +54,16 @@ class Schedule:
         }
 
     def _run(self) -> None:
+        """Fire every ``every`` seconds until stopped. A run that fails (an error, an environment
+        that died, even a fault of the stack) is logged and the schedule carries on, as an
+        EventBridge rule does: the next run is the retry."""
         assert self.every is not None
         while not self._stop.wait(self.every):
             started = time.monotonic()
-            result = self._fn.invoke(self._event())
+            try:
+                result = self._fn.invoke(self._event())
+                status = f"failed ({result.error_type}: {result.error_message})" if result.failed else "ok"
+            except Exception as exc:
+                status = f"failed ({type(exc).__name__}: {exc})"
             self.fired += 1
-            status = "failed" if result.failed else "ok"
             sys.stderr.write(f"[schedule {self._name}] {status} in {(time.monotonic() - started) * 1000:.0f} ms\n")
