@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,10 +18,13 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tools import template
 from tools.ddblocal import DynamoDBLocal, client_kwargs
 from tools.local.functions import FunctionPool, Invocation
+from tools.local.motoserver import MotoServer
 from tools.local.schedules import Schedule
 from tools.local.stack import LocalStack, StackConfig
+from tools.local.statemachines import StateMachines, lambda_arn
 from tools.local.streams import StreamSource
 from tools.template import ROOT
 
@@ -339,3 +343,90 @@ def test_the_schedule_survives_a_run_that_fails(tmp_path: Path) -> None:
         schedule.stop()
         pool.shutdown()
     assert pool.environments_lost == 1 and schedule.fired >= 3
+
+
+def test_fifty_hold_timers_started_at_once_all_run(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's ASL parser keeps its query-language scope stack in a class attribute, and every
+    execution parses its definition on a thread of its own. An execution whose parse found
+    the stack non-empty (another parse under way) and read its top just after that other
+    parse emptied it died with an IndexError before its first state: its hold's timer never
+    ran. The window is widened here (a parse is held up between that check and that read)
+    so that the race shows every time; the test is that all 50 timers run."""
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    real_open, real_close = Preprocessor._open_query_language_scope, Preprocessor._close_query_language_scope
+    real_read = Preprocessor._get_current_query_language
+    here = threading.local()
+
+    def open_scope(self: Preprocessor, tree: object) -> None:
+        depth = getattr(here, "depth", 0)
+        here.opening_first = depth == 0
+        try:
+            real_open(self, tree)  # type: ignore[arg-type]
+        finally:
+            here.opening_first = False
+        here.depth = depth + 1
+
+    def close_scope(self: Preprocessor) -> None:
+        real_close(self)
+        here.depth -= 1
+
+    def read_scope(self: Preprocessor) -> object:
+        if getattr(here, "opening_first", False):  # this parse found another's scopes on the stack
+            time.sleep(0.3)
+        return real_read(self)
+
+    monkeypatch.setattr(Preprocessor, "_open_query_language_scope", open_scope)
+    monkeypatch.setattr(Preprocessor, "_close_query_language_scope", close_scope)
+    monkeypatch.setattr(Preprocessor, "_get_current_query_language", read_scope)
+
+    class Expire:
+        name = "ExpireFunction"
+
+        def __init__(self) -> None:
+            self.ended: set[str] = set()
+            self.lock = threading.Lock()
+
+        def invoke(self, event: dict[str, str]) -> Invocation:
+            with self.lock:
+                self.ended.add(event["reservationId"])
+            return Invocation(
+                payload={
+                    "outcome": "EXPIRED",
+                    "expiresAt": None,
+                    "loop": 0,
+                    "wait": False,
+                    "soon": False,
+                    "warnAt": None,
+                }
+            )
+
+    expire = Expire()
+    suffix = f"-{uuid.uuid4().hex[:6]}"
+    machines = StateMachines(lambda: {"ExpireFunction": expire}, moto_server, suffix)  # type: ignore[dict-item]
+    refs = {**template.parameter_defaults(), "ExpireFunction.Arn": lambda_arn("ExpireFunction", suffix)}
+    [arn] = machines.start(refs).values()
+    sfn = moto_server.client("stepfunctions")
+    try:
+
+        def start(i: int) -> str:
+            timer_input = {"storeId": "s", "reservationId": f"h{i}", "expiresAt": "2020-01-01T00:00:00Z", "loop": 0}
+            return str(
+                sfn.start_execution(stateMachineArn=arn, name=f"h{i}{suffix}", input=json.dumps(timer_input))[
+                    "executionArn"
+                ]
+            )
+
+        with ThreadPoolExecutor(50) as threads:
+            executions = list(threads.map(start, range(50)))
+
+        def statuses() -> list[str]:
+            return [sfn.describe_execution(executionArn=e)["status"] for e in executions]
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "RUNNING" in statuses():
+            time.sleep(0.2)
+    finally:
+        machines.stop()
+    assert statuses() == ["SUCCEEDED"] * 50
+    assert expire.ended == {f"h{i}" for i in range(50)}

@@ -39,6 +39,31 @@ def stop_waits_for_start() -> None:
     ExecutionWorker.stop = stop  # type: ignore[method-assign]
 
 
+def scope_stack_per_parse() -> None:
+    """Give each parse of a state machine definition a query-language scope stack of its own.
+
+    moto's ASL ``Preprocessor`` keeps that stack in a class attribute, shared by every parse
+    in the process, and every execution parses its definition again on a thread of its
+    own. Executions started together (a burst of holds: the hold stream starts up to
+    ParallelizationFactor timers at once) share it: one that found another parse's scopes
+    on the stack and then read its top just after that parse emptied it died with an
+    IndexError before its first state, so that hold's timer never ran. An instance
+    attribute ends the sharing without serialising the parses. Process-wide and
+    idempotent, like moto's own state."""
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    if getattr(Preprocessor.__init__, "scope_stack_per_parse", False):
+        return
+    original = Preprocessor.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._query_language_per_scope = []
+
+    __init__.scope_stack_per_parse = True  # type: ignore[attr-defined]
+    Preprocessor.__init__ = __init__  # type: ignore[method-assign]
+
+
 def lambda_arn(logical_id: str, suffix: str = "") -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}{suffix}"
 
@@ -66,6 +91,7 @@ class StateMachines:
         self.endpoint = self._server.start()
         self._server.configure({"stepfunctions": {"execute_state_machine": True}})
         stop_waits_for_start()
+        scope_stack_per_parse()
         self._hook = lambda_hook.install(self._dispatch)
         client = self._server.client("stepfunctions")
         for logical, res in machines.items():
