@@ -48,10 +48,12 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -61,7 +63,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -336,6 +338,64 @@ def _port_in_use(port: int) -> bool:
     return False
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child die (SIGKILL) when this process dies, however it
+    dies: a SIGKILL, a crash, an OOM kill. The child lives in a session of its own (so Ctrl-C
+    in a terminal reaches only us, and we stop it in order), which also means nothing else
+    would ever stop it. Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up now: the child only calls it
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # we died before the line above took effect
+            os._exit(1)
+
+    return preexec
+
+
+# The kernel sends PR_SET_PDEATHSIG when the *thread* that forked the child ends, not the
+# process. So children are forked by one daemon thread that lives as long as the process,
+# whichever thread calls start() (a test's, a ThreadPoolExecutor's) and however short-lived.
+_Answer = queue.SimpleQueue[tuple[bool, Any]]
+_spawn_requests: queue.SimpleQueue[tuple[Callable[[], Any], _Answer]] = queue.SimpleQueue()
+_spawner: threading.Thread | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawner_loop() -> None:
+    while True:
+        fn, answer = _spawn_requests.get()
+        try:
+            answer.put((True, fn()))
+        except BaseException as exc:
+            answer.put((False, exc))
+
+
+def _on_lasting_thread(fn: Callable[[], Any]) -> Any:
+    """``fn()``, run on the process-long spawner thread."""
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None or not _spawner.is_alive():
+            _spawner = threading.Thread(target=_spawner_loop, name="ddblocal-spawner", daemon=True)
+            _spawner.start()
+    answer: _Answer = queue.SimpleQueue()
+    _spawn_requests.put((fn, answer))
+    ok, value = answer.get()
+    if not ok:
+        raise value
+    return value
+
+
 _running: set[DynamoDBLocal] = set()
 _running_lock = threading.Lock()
 _atexit_registered = False
@@ -353,7 +413,8 @@ class DynamoDBLocal:
 
     ``with DynamoDBLocal() as ddb:`` starts it in memory on a free port (if
     :meth:`start` was not already called) and stops it on exit. The Java process runs
-    in its own process group, which :meth:`stop` (and an atexit hook) tears down.
+    in its own process group, which :meth:`stop` (and an atexit hook) tears down; and,
+    on Linux, the kernel kills it if this process dies without either (SIGKILL, crash).
     """
 
     def __init__(self, install_dir: Path | None = None, log_dir: Path | None = None) -> None:
@@ -438,13 +499,16 @@ class DynamoDBLocal:
         with self.log_path.open("wb") as log:
             log.write(f"$ (cd {emulator} && {' '.join(cmd)})\n".encode())
             log.flush()
-            self._proc = subprocess.Popen(
-                cmd,
-                cwd=emulator,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own session and process group (pgid == pid)
+            self._proc = _on_lasting_thread(
+                lambda: subprocess.Popen(
+                    cmd,
+                    cwd=emulator,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # own session and process group (pgid == pid)
+                    preexec_fn=_die_with_parent(),  # ... yet it dies with us, whatever stops us
+                )
             )
         self._port = port
         global _atexit_registered

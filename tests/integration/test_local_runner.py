@@ -430,3 +430,56 @@ def test_fifty_hold_timers_started_at_once_all_run(moto_server: MotoServer, monk
         machines.stop()
     assert statuses() == ["SUCCEEDED"] * 50
     assert expire.ended == {f"h{i}" for i in range(50)}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return True
+
+
+# What `make run` starts that lives outside its process: DynamoDB Local (from a thread that
+# has ended by the time the process is killed) and function workers.
+_HARD_KILLED = """
+import sys, threading, time
+from pathlib import Path
+from tools.ddblocal import DynamoDBLocal
+from tools.local.functions import FunctionPool
+
+started = {}
+starter = threading.Thread(target=lambda: started.update(ddb=DynamoDBLocal().start(shared_db=True)))
+starter.start()
+starter.join()
+pool = FunctionPool("Crasher", Path(sys.argv[1]), "app.lambda_handler", {"CRASHER_FILE": sys.argv[2]}, [],
+                    concurrency=2, timeout=10)
+pool.warm_up(2)
+print(started["ddb"].pid, *pool.pids, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_stack_killed_hard_takes_dynamodb_local_and_its_workers_with_it(tmp_path: Path) -> None:
+    """DynamoDB Local lives in a session of its own (so Ctrl-C reaches only the stack, which
+    stops it in order); when the stack itself was SIGKILLed (say after a SIGTERM that took
+    too long), nothing stopped it and it ran on. Now it dies with the process that started
+    it, however that dies, and so do the function workers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HARD_KILLED, str(ROOT / "tests/fixtures/crasher"), str(tmp_path / "calls.jsonl")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        java, *workers = (int(pid) for pid in proc.stdout.readline().split())
+        assert len(workers) == 2 and not _gone(java)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    try:
+        _wait_for(lambda: _gone(java) and all(_gone(pid) for pid in workers), timeout=10)
+    finally:  # a failure here must not leave them running for the rest of the suite
+        for pid in (java, *workers):
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
