@@ -1,17 +1,22 @@
 """End-to-end with faults: function workers (Lambda execution environments) killed while
-the API is used over HTTP. As on AWS, a request whose environment dies gets API Gateway's
-502 and nothing else is affected; a storefront resends it with the same Idempotency-Key.
+shoppers use the API over HTTP, and the HTTP methods no route has.
+
+As on AWS, a request whose environment dies gets API Gateway's 502 and nothing else is
+affected; a storefront resends it with the same Idempotency-Key. Whatever was killed, the
+stock adds up, every request took effect once or was refused, and every hold ends.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from tests.e2e.conftest import Http, HttpReply, Stack
@@ -97,3 +102,41 @@ def test_a_killed_worker_answers_its_own_request_502_and_no_other(stack: Stack) 
         assert Counter(r.status for r in threads.map(lambda _: stack.storefront.get(f"/stock/{sku}"), range(8))) == {
             200: 8
         }
+
+
+def _raw(stack: Stack, request: bytes, wait: float = 0.5) -> bytes:
+    """Send raw bytes on one connection and return everything the server sent within ``wait`` s."""
+    parts = urlsplit(stack.url)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as conn:
+        conn.sendall(request)
+        conn.settimeout(wait)
+        data = b""
+        try:
+            while chunk := conn.recv(65536):
+                data += chunk
+        except TimeoutError:
+            pass
+    return data
+
+
+def test_head_answers_with_headers_only_and_the_connection_stays_usable(stack: Stack) -> None:
+    """http.server wrote the body after a HEAD answer: on a kept-alive connection the client
+    read it as the start of the next answer."""
+    auth = f"Authorization: Bearer {stack.storefront.key}\r\n".encode()
+    head = b"HEAD /stock/MUG HTTP/1.1\r\nHost: local\r\n" + auth + b"\r\n"
+    get = b"GET /stock/MUG HTTP/1.1\r\nHost: local\r\n" + auth + b"Connection: close\r\n\r\n"
+    data = _raw(stack, head + get, wait=2.0)
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 404"), data  # no HEAD route: API Gateway's unknown-route answer
+    assert rest.startswith(b"HTTP/1.1 200"), data  # nothing between the HEAD answer's headers and the next answer
+    assert b'"sku": "MUG"' in rest or b'"sku":"MUG"' in rest
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "BREW"])
+def test_trace_and_unknown_methods_get_the_gateways_json_answer(stack: Stack, method: str) -> None:
+    """They got http.server's 501 HTML page; API Gateway answers a method no route has as an
+    unknown route: the template's MISSING_AUTHENTICATION_TOKEN response, JSON."""
+    reply = stack.storefront.request(method, "/stock/MUG")
+    assert reply.status == 404, reply.body
+    assert reply.body == {"error": {"code": "NOT_FOUND", "message": "no such route", "details": {}}}
+    assert reply.headers.get("Content-Type") == "application/json"

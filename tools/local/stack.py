@@ -250,11 +250,17 @@ class LocalStack:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
-                self.wfile.write(reply.body)
+                if self.command != "HEAD":  # a HEAD answer has the headers of the body it does not send
+                    self.wfile.write(reply.body)
                 ms = (time.monotonic() - started) * 1000
                 sys.stderr.write(f"{self.command} {self.path} {reply.status} {ms:.1f}ms\n")
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+            def __getattr__(self, name: str) -> Any:
+                # Every method reaches the gateway (TRACE, PROPFIND, ...: its JSON answer), not
+                # http.server's 501 HTML page: API Gateway answers a method no route has as an unknown route.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
                 return  # one line per request is written by _serve
