@@ -7,10 +7,12 @@ requests that carry an ``Idempotency-Key`` in Powertools idempotency.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import audit_routes
 import checkout_routes
+import openapi_doc
 import order_routes
 import reservation_routes
 import stock_routes
@@ -24,6 +26,7 @@ from http_common import RouteAccess, error_response, idempotent_resolve, prechec
 from stockhold import actor
 from stockhold.errors import StockholdError
 from stockhold.observability import logger, metrics, tracer
+from stockhold.settings import Settings, get_settings
 
 app = APIGatewayRestResolver(enable_validation=True)
 app.include_router(stock_routes.router)
@@ -35,20 +38,39 @@ app.include_router(audit_routes.router)
 ACCESS = RouteAccess(app)
 
 
-def openapi_json() -> str:
-    """The OpenAPI document, generated from the routes and models (also written to docs/openapi.json)."""
-    return app.get_openapi_json_schema(
+DESCRIPTION = """Stock reservations for online stores. See API.md for the contract.
+
+Every error has one shape, `{"error": {"code", "message", "details"}}`, and changes nothing.
+Rules JSON Schema cannot express are in the operations' descriptions, and one holds for every
+integer field: it is written as a JSON integer. `2.0` is refused (400) like `"2"` and `true`,
+although JSON Schema's `integer` admits it.
+Configured limits (`holdSeconds`) are the deployment's settings in the document served at
+GET /openapi.json, and the template's Parameter defaults in the checked-in docs/openapi.json
+(generated at build time by `make openapi`)."""
+
+
+def openapi_json(settings: Settings | None = None) -> str:
+    """The OpenAPI document, generated from the routes and models. Configured bounds come from
+    ``settings``: the template's defaults (``Settings()``) unless given; docs/openapi.json is this."""
+    generated = app.get_openapi_json_schema(
         title="stockhold",
         version="1.0.0",
-        description="Stock reservations for online stores. See API.md for the contract.",
+        description=DESCRIPTION,
         security_schemes={"apiKey": HTTPBearer(description="Authorization: Bearer <API key>")},
         security=[{"apiKey": []}],
     )
+    doc = openapi_doc.finish(
+        json.loads(generated),
+        settings=settings or Settings(),
+        admin_operations=[route.operation_id for route in ACCESS.admin_routes],
+    )
+    return json.dumps(doc, indent=2, sort_keys=True)
 
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi_document() -> Response[Any]:
-    return Response(status_code=200, content_type="application/json", body=openapi_json())
+    """This deployment's document: its own settings' bounds."""
+    return Response(status_code=200, content_type="application/json", body=openapi_json(get_settings()))
 
 
 @app.exception_handler(StockholdError)

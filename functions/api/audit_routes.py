@@ -7,7 +7,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from http_common import ERRORS, caller
+from http_common import answers, caller
 
 from stockhold.api_models import SKU_PATTERN, AuditEntityOut, AuditEntryOut, AuditPageOut
 from stockhold.audit import AuditEntry, Trail
@@ -37,9 +37,13 @@ def _out(entry: AuditEntry) -> AuditEntryOut:
 
 @router.get(
     "/audit",
+    operation_id="getAuditTrail",
     summary="The audit trail of one reservation, SKU, order or checkout, newest first (admin)",
+    description="Give exactly one of reservationId, sku, orderId and checkoutId (none, or more than one, is "
+    "400: a rule the schema cannot express). Any other query parameter is 400. Pages of `limit` entries; "
+    "pass `nextToken` from the previous page for the next.",
     tags=["audit"],
-    responses=ERRORS,
+    responses=answers({200: "One page of the trail, newest first"}),
 )
 def get_audit(
     reservation_id: Annotated[

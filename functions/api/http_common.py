@@ -41,28 +41,86 @@ from stockhold.tenancy import Principal
 MAX_BODY_BYTES = 64 * 1024
 
 _ERROR = {"application/json": {"model": ErrorOut}}
-# Error answers every route may give, for the OpenAPI document (shape: API.md "Errors").
-ERRORS: dict[int, Any] = {
+# The error answers of the API, for the OpenAPI document (shape: API.md "Errors"). A route
+# declares its own with ``answers()``; openapi_doc.finish adds what follows from its method and role.
+ERRORS: dict[int, dict[str, Any]] = {
     400: {
-        "description": "VALIDATION_ERROR: the request is malformed; details.fields names each bad field",
+        "description": "VALIDATION_ERROR: the request is malformed (body, path, query or header); "
+        "details.fields names each bad field",
         "content": _ERROR,
     },
     401: {"description": "UNAUTHORIZED: missing or unknown API key", "content": _ERROR},
-    403: {"description": "FORBIDDEN: this key's role may not call this route", "content": _ERROR},
-    404: {"description": "NOT_FOUND: no such resource in this store", "content": _ERROR},
-    409: {
-        "description": "INSUFFICIENT_STOCK, CART_ALREADY_RESERVED, RESERVATION_NOT_ACTIVE, "
-        "EXTENSION_LIMIT_REACHED, STOCK_CONFLICT or IDEMPOTENCY_KEY_REUSED",
+    403: {"description": "FORBIDDEN: this route needs an admin key", "content": _ERROR},
+    404: {
+        "description": "NOT_FOUND: no such resource in this store (or another store's), or no such route "
+        "(a path with a control character)",
         "content": _ERROR,
     },
-    410: {"description": "RESERVATION_EXPIRED: the deadline passed", "content": _ERROR},
+    409: {"description": "The request conflicts with the resource's state; error.code says how", "content": _ERROR},
+    410: {
+        "description": "RESERVATION_EXPIRED: the hold's deadline passed (whether or not the release has run yet)",
+        "content": _ERROR,
+    },
     413: {"description": "PAYLOAD_TOO_LARGE: the body is over 64 KiB", "content": _ERROR},
     415: {
         "description": "UNSUPPORTED_MEDIA_TYPE: the body has a Content-Encoding other than identity",
         "content": _ERROR,
     },
-    503: {"description": "TOO_BUSY: hot items kept conflicting; retry with backoff", "content": _ERROR},
+    429: {"description": "THROTTLED: API Gateway's rate limit; retry with backoff", "content": _ERROR},
+    503: {
+        "description": "TOO_BUSY: contention did not clear within bounded retries; nothing changed, retry",
+        "content": _ERROR,
+    },
 }
+# What every route may answer, whatever it does: a malformed request, no key, a body too large
+# or compressed (checked before routing), and API Gateway's throttling.
+COMMON_ERRORS = (400, 401, 413, 415, 429)
+# The 409 codes of API.md "Errors", each with when it is given.
+CONFLICTS: dict[str, str] = {
+    "INSUFFICIENT_STOCK": "some line cannot be held; details.items lists every short line with requested and "
+    "available (0 for an unknown SKU)",
+    "CART_ALREADY_RESERVED": "the cart has an active reservation and replace was not set; details.reservationId",
+    "RESERVATION_NOT_ACTIVE": "the reservation already ended (confirmed or released); details.status",
+    "RESERVATION_HELD_BY_CHECKOUT": "the reservation belongs to a checkout: use the checkout's routes; "
+    "details.checkoutId",
+    "CHECKOUT_NOT_OPEN": "the checkout is past the state this step needs; details.status",
+    "ORDER_NOT_OPEN": "the order is past the state this step needs; details.status",
+    "ORDER_ID_TAKEN": "another reservation already confirmed with this orderId",
+    "EXTENSION_LIMIT_REACHED": "no extensions left",
+    "STOCK_CONFLICT": "the change would take a stock counter below its floor",
+    "IDEMPOTENCY_KEY_REUSED": "this Idempotency-Key was used with a different request",
+    "IDEMPOTENCY_KEY_IN_USE": "a request with this Idempotency-Key is still running; retry shortly",
+}
+IDEMPOTENCY_CONFLICTS = ("IDEMPOTENCY_KEY_REUSED", "IDEMPOTENCY_KEY_IN_USE")
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def conflict(codes: Sequence[str]) -> dict[str, Any]:
+    """The 409 answer of an operation that gives these codes (API.md "Errors")."""
+    lines = "\n".join(f"- `{code}`: {CONFLICTS[code]}" for code in codes)
+    return {"description": f"Conflict; error.code is one of:\n{lines}", "content": _ERROR}
+
+
+def answers(
+    success: dict[int, str],
+    *errors: int,
+    conflicts: Sequence[str] = (),
+    links: dict[str, dict[str, Any]] | None = None,
+) -> dict[int, Any]:
+    """A route's answers for the OpenAPI document: each success status (its body is the handler's
+    return model; ``links`` name the operations that take the resource further), the errors every
+    route may give, ``errors`` and a 409 listing ``conflicts``. openapi_doc.finish adds 403 to admin
+    routes, 404 to those with a path parameter and the Idempotency-Key codes to mutating ones."""
+    out: dict[int, Any] = {
+        status: {"description": text, **({"links": links} if links else {})} for status, text in success.items()
+    }
+    for status in sorted({*COMMON_ERRORS, *errors}):
+        out[status] = ERRORS[status]
+    if conflicts:
+        out[409] = conflict(conflicts)
+    return out
+
+
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -370,11 +428,11 @@ def idempotent_resolve(app: APIGatewayRestResolver, event: dict[str, Any], conte
     if key is None or not store_id or event.get("httpMethod") not in MUTATING:
         result: dict[str, Any] = app.resolve(event, context)
         return result
-    if len(key) > 255:
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         return _raw_error(
             400,
             "VALIDATION_ERROR",
-            "Idempotency-Key is at most 255 characters",
+            f"Idempotency-Key is at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
             {"fields": [{"field": "Idempotency-Key"}]},
         )
     body: Any = event.get("body")

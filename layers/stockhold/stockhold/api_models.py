@@ -26,6 +26,11 @@ class ApiInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=False)
 
 
+def example(**body: Any) -> ConfigDict:
+    """An input model's example request body, for the OpenAPI document (and the fuzzer's first cases)."""
+    return ConfigDict(json_schema_extra={"examples": [body]})
+
+
 class ApiOutput(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
 
@@ -53,33 +58,59 @@ class CartIn(ApiInput):
         return _unique_skus(items)
 
 
+# Bounded by the settings MIN_HOLD_SECONDS..MAX_HOLD_SECONDS, checked by the service; the API
+# function's OpenAPI document writes the bounds in (functions/api/openapi_doc.py).
+HoldSeconds = Annotated[
+    int,
+    Field(
+        strict=True,
+        description="Seconds to hold, within the store's configured range; left out or null: the default "
+        "(DEFAULT_HOLD_SECONDS)",
+    ),
+]
+
+
 class ReserveIn(CartIn):
+    model_config = example(
+        cartId="cart-1", customerId="customer-9", items=[{"sku": "A-1", "quantity": 2}], holdSeconds=900
+    )
+
     cart_id: Ident
     customer_id: Ident | None = None
-    hold_seconds: Annotated[int, Field(strict=True)] | None = None
+    hold_seconds: HoldSeconds | None = None
     replace: bool = False
 
 
 class ExtendIn(ApiInput):
-    hold_seconds: Annotated[int, Field(strict=True)] | None = None
+    model_config = example(holdSeconds=600)
+
+    hold_seconds: HoldSeconds | None = None
 
 
 class ConfirmIn(ApiInput):
+    model_config = example(orderId="order-1")
+
     order_id: Ident
 
 
 class ReleaseIn(ApiInput):
+    model_config = example(reason="cancelled")
+
     reason: Literal["cancelled", "payment_failed", "manual"]
 
 
 class StockIn(ApiInput):
+    model_config = example(onHand=10, lowStockThreshold=2, unlimited=False)
+
     on_hand: Annotated[int, Field(strict=True, ge=0, le=MAX_ON_HAND)]
     low_stock_threshold: Annotated[int, Field(strict=True, ge=0, le=MAX_ON_HAND)] | None = None
     unlimited: bool = False
 
 
 class AdjustmentIn(ApiInput):
-    delta: Annotated[int, Field(strict=True, ge=-MAX_ON_HAND, le=MAX_ON_HAND)]
+    model_config = example(delta=-2, reason="damaged")
+
+    delta: Annotated[int, Field(strict=True, ge=-MAX_ON_HAND, le=MAX_ON_HAND, json_schema_extra={"not": {"const": 0}})]
     reason: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
     @field_validator("delta")
@@ -91,7 +122,7 @@ class AdjustmentIn(ApiInput):
 
 
 class ValidateIn(CartIn):
-    pass
+    model_config = example(items=[{"sku": "A-1", "quantity": 2}])
 
 
 # --- outputs
@@ -210,11 +241,25 @@ class AddressIn(ApiInput):
 
 
 class CheckoutIn(CartIn):
+    model_config = example(cartId="cart-2", customerId="customer-9", items=[{"sku": "A-1", "quantity": 1}])
+
     cart_id: Ident
     customer_id: Ident | None = None
 
 
 class CheckoutUpdateIn(ApiInput):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "minProperties": 1,  # checked by _something below
+            "examples": [
+                {
+                    "shippingAddress": {"firstName": "Ada", "line1": "1 Main St", "city": "Leeds", "country": "GB"},
+                    "step": "shipping",
+                }
+            ],
+        }
+    )
+
     shipping_address: AddressIn | None = None
     billing_address: AddressIn | None = None
     payment_method: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
@@ -245,12 +290,16 @@ class EmptyIn(ApiInput):
 
 
 class CompleteIn(ApiInput):
+    model_config = example(paymentReference="pay_123")
+
     payment_reference: Text = Field(
         description="The payment provider's reference; a retry with it returns the same order"
     )
 
 
 class CheckoutCancelIn(ApiInput):
+    model_config = example(reason="payment_failed")
+
     reason: Literal["payment_failed", "cancelled"]
 
 
