@@ -19,6 +19,7 @@ help:
 	@echo "make lint    - ruff, mypy, cfn-lint"
 	@echo "make bench   - benchmarks against DynamoDB Local (prints tables)"
 	@echo "make openapi - regenerate docs/openapi.json from the code"
+	@echo "make fuzz    - Schemathesis against make run's stack (FUZZ_URL, FUZZ_KEY, FUZZ_EXAMPLES, ARGS)"
 	@echo "make build   - sam build (installs the pinned SAM CLI into .venv-sam), then checks the layer"
 	@echo "make invoke FN=ApiFunction EVENT=events/api-get-stock.json - one invocation against make run's stack"
 	@echo "make sam-env ARGS=--docker-host=host.docker.internal - rewrite .local/sam-env.json (sam local invoke's, docs/deploy.md)"
@@ -56,6 +57,17 @@ bench: setup
 
 openapi: setup
 	$(PY) -m tools.openapi > docs/openapi.json
+
+# Schemathesis with the checks of tests/e2e/schemathesis.toml, against the stack `make run` serves
+# (start it first). FUZZ_KEY is an admin key, so every route is reached: the run writes stock and
+# holds into that key's store. ARGS adds `schemathesis run` options, e.g. ARGS="--seed 7 --workers 2".
+FUZZ_URL ?= http://127.0.0.1:3000
+FUZZ_KEY ?= local-admin
+FUZZ_EXAMPLES ?= 100
+.PHONY: fuzz
+fuzz: setup
+	$(VENV)/bin/schemathesis --config-file tests/e2e/schemathesis.toml run "$(FUZZ_URL)/openapi.json" \
+		--url "$(FUZZ_URL)" --header "Authorization: Bearer $(FUZZ_KEY)" --max-examples $(FUZZ_EXAMPLES) $(ARGS)
 
 store: setup
 	$(PY) -m tools.admin $(ARGS)
