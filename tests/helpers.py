@@ -93,3 +93,49 @@ class ApiClient:
 
     def patch(self, path: str, body: Any = None, **kw: Any) -> ApiResponse:
         return self.call("PATCH", path, body, **kw)
+
+
+# --- checks shared by the API tests -------------------------------------------------------
+
+
+def assert_error(resp: ApiResponse, status: int, code: str) -> dict[str, Any]:
+    """The API.md error shape, exactly: {"error": {"code", "message", "details"}}."""
+    assert resp.status == status, (resp.status, resp.body)
+    assert isinstance(resp.body, dict) and set(resp.body) == {"error"}, resp.body
+    err = resp.body["error"]
+    assert set(err) == {"code", "message", "details"}, err
+    assert err["code"] == code, err
+    assert isinstance(err["message"], str) and err["message"], err
+    assert isinstance(err["details"], dict), err
+    return err
+
+
+def field_names(err: dict[str, Any]) -> list[str]:
+    return [f.get("field") for f in err["details"].get("fields", [])]
+
+
+def names_field(err: dict[str, Any], name: str) -> bool:
+    """details.fields names ``name`` (path and query parameters may carry a ``path.``/``query.`` prefix)."""
+    names = field_names(err)
+    return name in names or any(n in (f"path.{name}", f"query.{name}") for n in names)
+
+
+def stock_view(client: ApiClient, skus: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
+    """The whole Stock body of each SKU, minus updatedAt (None when the SKU has no record)."""
+    out: dict[str, Any] = {}
+    for sku in skus:
+        resp = client.get(f"/stock/{sku}")
+        if resp.status == 404:
+            out[sku] = None
+            continue
+        assert resp.status == 200, resp.body
+        out[sku] = {k: v for k, v in resp.body.items() if k != "updatedAt"}
+    return out
+
+
+def assert_invariant(view: dict[str, dict[str, Any] | None]) -> None:
+    for sku, s in view.items():
+        if s is None:
+            continue
+        assert min(s["onHand"], s["reserved"], s["allocated"], s["available"]) >= 0, (sku, s)
+        assert s["available"] + s["reserved"] + s["allocated"] == s["onHand"], (sku, s)

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 import boto3
 
-from stockhold.models import Role
-from stockhold.service import now_ms
-from stockhold.store import DynamoStore, api_key_key
-from stockhold.tenancy import Tenancy, hash_key
+from stockhold.data.repositories import TenancyRepository
+from stockhold.data.transactions import TransactionRunner
+from stockhold.domain.ids import now_ms
+from stockhold.domain.models import Role
+from stockhold.usecases.tenancy import Tenancy
 
 
 def table_name(args: argparse.Namespace) -> str:
@@ -34,10 +34,10 @@ def table_name(args: argparse.Namespace) -> str:
     raise SystemExit(f"stack {args.stack} has no TableName output")
 
 
-def _tenancy(args: argparse.Namespace) -> tuple[Tenancy, Any, str]:
+def _tenancy(args: argparse.Namespace) -> tuple[Tenancy, str]:
     client = boto3.client("dynamodb", endpoint_url=args.endpoint_url, region_name=args.region)
     table = table_name(args)
-    return Tenancy(DynamoStore(client, table)), client, table
+    return Tenancy(TenancyRepository(TransactionRunner(client, table))), table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("api_key")
 
     args = parser.parse_args(argv)
-    tenancy, client, table = _tenancy(args)
+    tenancy, table = _tenancy(args)
     now = now_ms()
     if args.command == "create-store":
         created = tenancy.create_store(args.store_id, args.name, now)
@@ -81,14 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         key = tenancy.add_key(args.store_id, Role(args.role), now, label=args.label)
         print(f"{args.role} key for {args.store_id}: {key}")
     else:
-        key_item = {k: {"S": v} for k, v in api_key_key(hash_key(args.api_key)).items()}
-        client.update_item(
-            TableName=table,
-            Key=key_item,
-            UpdateExpression="SET revoked = :t",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":t": {"BOOL": True}},
-        )
+        if not tenancy.revoke_key(args.api_key):
+            raise SystemExit("no such key")
         print("key revoked")
     return 0
 

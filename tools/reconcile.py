@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.region:
         os.environ["AWS_DEFAULT_REGION"] = args.region
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Stockhold")
-    from stockhold import runtime
+    from stockhold import wiring
 
-    runtime.reset()
-    report = runtime.services().reconciler.run(dry_run=args.dry_run, correct_stuck=args.correct_stuck)
+    wiring.reset()
+    report = wiring.services().reconciler.run(dry_run=args.dry_run, correct_stuck=args.correct_stuck)
     verb = "would end" if args.dry_run else "ended"
     print(
         f"overdue active holds: {len(report.overdue)}; {verb}: {len(report.overdue) if args.dry_run else len(report.expired)}"

@@ -1,6 +1,6 @@
 """The stockhold HTTP API (API Gateway REST proxy -> Powertools resolver).
 
-Routes live in stock_routes.py and reservation_routes.py; this file wires them,
+Routes live in routes/ (one module per resource); this file wires them,
 maps domain errors to the API.md error shape in one place, and wraps mutating
 requests that carry an ``Idempotency-Key`` in Powertools idempotency.
 """
@@ -10,30 +10,26 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import audit_routes
-import checkout_routes
 import openapi_doc
-import order_routes
-import reservation_routes
-import stock_routes
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError, ValidationException
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from http_common import RouteAccess, error_response, idempotent_resolve, precheck, validation_details
+from routes import audit, checkouts, orders, reservations, stock
 
 from stockhold import actor
-from stockhold.errors import StockholdError
+from stockhold.domain.errors import StockholdError
 from stockhold.observability import logger, metrics, tracer
 from stockhold.settings import Settings, get_settings
 
 app = APIGatewayRestResolver(enable_validation=True)
-app.include_router(stock_routes.router)
-app.include_router(reservation_routes.router)
-app.include_router(checkout_routes.router)
-app.include_router(order_routes.router)
-app.include_router(audit_routes.router)
+app.include_router(stock.router)
+app.include_router(reservations.router)
+app.include_router(checkouts.router)
+app.include_router(orders.router)
+app.include_router(audit.router)
 # Which routes need an admin key, from the handlers themselves: refused before validation.
 ACCESS = RouteAccess(app)
 

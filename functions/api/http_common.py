@@ -31,12 +31,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stockhold.api_models import ErrorOut
-from stockhold.errors import Forbidden, StockholdError, Unauthorized
-from stockhold.models import Role
+from stockhold.api_outputs import ErrorOut
+from stockhold.domain.errors import Forbidden, StockholdError, Unauthorized
+from stockhold.domain.models import Role
 from stockhold.observability import logger
-from stockhold.runtime import dynamodb_client, services
-from stockhold.tenancy import Principal
+from stockhold.usecases.tenancy import Principal
+from stockhold.wiring import dynamodb_client, services
 
 MAX_BODY_BYTES = 64 * 1024
 

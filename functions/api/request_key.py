@@ -1,4 +1,4 @@
-"""A mutating request's Idempotency-Key as the domain takes it (stockhold.models.RequestKey).
+"""A mutating request's Idempotency-Key as the domain takes it (stockhold.domain.models.RequestKey).
 
 The fingerprint covers what Powertools' payload validation covers (method, path, body), so
 a key re-sent with another request is refused the same way after the Powertools record is
@@ -12,7 +12,7 @@ from typing import Any
 
 from http_common import idempotency_key
 
-from stockhold.models import RequestKey
+from stockhold.domain.models import RequestKey
 
 
 def request_key(event: dict[str, Any], store_id: str) -> RequestKey | None:

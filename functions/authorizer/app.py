@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stockhold.observability import logger
-from stockhold.runtime import services
+from stockhold.wiring import services
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -5,8 +5,8 @@ FilterCriteria admit INSERT/MODIFY records of RESERVATION, STOCK, CHECKOUT and O
 items, never the AUDIT and EVENT_SENT items this function writes into the same table.
 Per record, in stream order:
 
-1. its audit entries (stockhold.audit) are written, each only if absent (docs/audit.md);
-2. its events (stockhold.events.decide; none when nothing crossed) are published,
+1. its audit entries (stockhold.data.audit) are written, each only if absent (docs/audit.md);
+2. its events (stockhold.data.events.decide; none when nothing crossed) are published,
    skipping those already sent (the dedupe marker), failing the record when EventBridge
    refuses an entry (docs/events.md).
 
@@ -24,13 +24,14 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stockhold.audit import entries_for
-from stockhold.audit_store import audit_store, stream_change
-from stockhold.event_store import EventMarkers
-from stockhold.events import EventPublisher, decide, summary
+from stockhold.data.audit import entries_for
+from stockhold.data.event_bus import EventPublisher
+from stockhold.data.event_store import EventMarkers
+from stockhold.data.events import decide, summary
+from stockhold.data.schema import stream_change
+from stockhold.domain.ids import now_ms
 from stockhold.observability import count, logger, metrics, tracer
-from stockhold.runtime import dynamodb_client, events_client, services
-from stockhold.service import now_ms
+from stockhold.wiring import dynamodb_client, events_client, services
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
@@ -49,7 +50,7 @@ def _publisher() -> EventPublisher:
 
 def write_audit(record: DynamoDBRecord) -> None:
     entries = entries_for(stream_change(record.raw_event))
-    written = audit_store().put(entries)
+    written = services().audit.put(entries)
     if written:
         count("AuditEntriesWritten", written)
     elif entries:
@@ -57,7 +58,7 @@ def write_audit(record: DynamoDBRecord) -> None:
 
 
 def publish_events(record: DynamoDBRecord, publisher: EventPublisher, threshold: int) -> None:
-    for published in publisher.publish(decide(record.raw_event, threshold, now_ms())):
+    for published in publisher.publish(decide(stream_change(record.raw_event), threshold, now_ms())):
         count("EventsPublished")
         logger.info("event published", event=summary(published), event_id=published["detail"]["eventId"])
 

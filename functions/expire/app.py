@@ -20,10 +20,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from stockhold import actor
-from stockhold.models import timer_deadline
+from stockhold.domain.ids import now_ms
+from stockhold.domain.models import timer_deadline
+from stockhold.domain.rules import ExpirePath
 from stockhold.observability import logger, metrics, tracer
-from stockhold.runtime import services
-from stockhold.service import ExpirePath, now_ms
+from stockhold.wiring import services
 
 SOON_MS = 1500
 
@@ -44,11 +45,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     svc = services()
     if task.action == "warn":
         with actor.acting_as(actor.TIMER):
-            warned = {"outcome": svc.reservations.warn_expiring(task.store_id, task.reservation_id)}
+            warned = {"outcome": svc.expiry.warn_expiring(task.store_id, task.reservation_id)}
         logger.info("hold timer warned", extra={"reservation_id": task.reservation_id, **warned})
         return warned
     with actor.acting_as(actor.TIMER):
-        outcome = svc.reservations.expire(task.store_id, task.reservation_id, ExpirePath.TIMER)
+        outcome = svc.expiry.expire(task.store_id, task.reservation_id, ExpirePath.TIMER)
     loop = task.loop + 1
     res = outcome.reservation
     again = outcome.reason == "not_due" and loop < svc.settings.MAX_TIMER_LOOPS
@@ -62,7 +63,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "soon": soon,
         "warnAt": None,
     }
-    warn_at = svc.reservations.expiring_notice_at(res) if again and not soon and res is not None else None
+    warn_at = svc.expiry.expiring_notice_at(res) if again and not soon and res is not None else None
     if warn_at is not None:
         answer["warnAt"] = timer_deadline(warn_at)
     logger.info("hold timer fired", extra={"reservation_id": task.reservation_id, **answer})

@@ -26,10 +26,11 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stockhold import actor
-from stockhold.hold_timer import HoldTimers
+from stockhold.data.hold_timer import HoldTimers
+from stockhold.data.schema import RESERVATION, STATUS, TYPE, from_av, reservation_from_item, stream_change
+from stockhold.domain.models import ReservationStatus
 from stockhold.observability import count, logger, metrics, tracer
-from stockhold.runtime import services, stepfunctions_client
-from stockhold.store import from_av, reservation_from_item
+from stockhold.wiring import services, stepfunctions_client
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
@@ -42,20 +43,19 @@ class Change(StrEnum):
 
 def change_of(raw: Mapping[str, Any]) -> Change | None:
     """Which of the three a record is: the FilterCriteria again, as a second guard."""
-    ddb = raw.get("dynamodb") or {}
-    old, new = ddb.get("OldImage") or {}, ddb.get("NewImage") or {}
-    identity = raw.get("userIdentity") or {}
-    by_ttl = identity.get("type") == "Service" and identity.get("principalId") == "dynamodb.amazonaws.com"
-    was = (old.get("status") or {}).get("S") if (old.get("type") or {}).get("S") == "RESERVATION" else None
-    now = (new.get("status") or {}).get("S") if (new.get("type") or {}).get("S") == "RESERVATION" else None
-    name = raw.get("eventName")
-    if name == "INSERT" and now == "ACTIVE":
+    change = stream_change(raw)
+    was = change.old.get(STATUS) if change.old and change.old.get(TYPE) == RESERVATION else None
+    now = change.new.get(STATUS) if change.new and change.new.get(TYPE) == RESERVATION else None
+    if change.event_name == "INSERT" and now == ReservationStatus.ACTIVE:
         return Change.NEW_HOLD
-    if name == "REMOVE" and by_ttl and was == "ACTIVE":
+    if change.event_name == "REMOVE" and change.by_ttl_service and was == ReservationStatus.ACTIVE:
         return Change.TTL_DELETED
-    if name == "MODIFY" and was == "ACTIVE" and now in ("CONFIRMED", "RELEASED"):
+    if change.event_name == "MODIFY" and was == ReservationStatus.ACTIVE and now in _ENDED_EARLY:
         return Change.ENDED_EARLY
     return None
+
+
+_ENDED_EARLY = (ReservationStatus.CONFIRMED, ReservationStatus.RELEASED)
 
 
 def _timers(what: str, reservation_id: str) -> HoldTimers | None:
@@ -71,7 +71,7 @@ def start_timer(record: DynamoDBRecord) -> None:
     timers = _timers("start", res.reservation_id)
     if timers is None:
         return
-    if timers.start(res, warn_at=services().reservations.expiring_notice_at(res)):
+    if timers.start(res, warn_at=services().expiry.expiring_notice_at(res)):
         count("HoldTimersStarted")
     else:
         logger.info("hold timer already running", reservation_id=res.reservation_id)
@@ -80,7 +80,7 @@ def start_timer(record: DynamoDBRecord) -> None:
 def release_deleted_hold(record: DynamoDBRecord) -> None:
     res = reservation_from_item(from_av(record.raw_event["dynamodb"]["OldImage"]))
     with actor.acting_as(actor.TTL):
-        restored = services().reservations.restore_after_ttl(res)
+        restored = services().expiry.restore_after_ttl(res)
     if not restored:
         logger.info("TTL record already handled", reservation_id=res.reservation_id)
 

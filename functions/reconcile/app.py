@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stockhold import actor
 from stockhold.observability import logger, metrics, tracer
-from stockhold.runtime import services
+from stockhold.wiring import services
 
 
 @logger.inject_lambda_context

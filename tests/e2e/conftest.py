@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,3 +139,18 @@ def stack() -> Iterator[Stack]:
         )
     finally:
         local.stop()
+
+
+def trail(stack: Stack, query: str, want: list[str], timeout: float = 20) -> list[dict[str, Any]]:
+    """The audit trail once it holds ``want``'s actions, oldest first (the stream is asynchronous).
+    Entries of one transaction share their time: those compare in alphabetical order."""
+    deadline = time.monotonic() + timeout
+    entries: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        reply = stack.admin.get(f"/audit?{query}&limit=100")
+        assert reply.status == 200, reply.body
+        entries = reply.body["items"]
+        if [action for _, action in sorted((e["at"], e["action"]) for e in entries)] == want:
+            return entries
+        time.sleep(0.25)
+    pytest.fail(f"audit {query}: {[e['action'] for e in reversed(entries)]} != {want}")

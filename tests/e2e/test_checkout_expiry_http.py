@@ -11,8 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import E2E_OVERRIDES, Http, Stack
-from tests.e2e.test_checkout_http import trail
+from tests.e2e.conftest import E2E_OVERRIDES, Http, Stack, trail
 from tools.local.stack import LocalStack, StackConfig
 
 

@@ -12,9 +12,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
-
-from tests.e2e.conftest import Http, HttpReply, Stack
+from tests.e2e.conftest import Http, HttpReply, Stack, trail
 
 SHOPPERS = 32
 
@@ -27,21 +25,6 @@ def stock(stack: Stack, sku: str) -> tuple[int, int, int, int]:
 def start(front: Http, cart: str, lines: dict[str, int], **headers: str) -> HttpReply:
     items = [{"sku": s, "quantity": q} for s, q in lines.items()]
     return front.post("/checkouts", {"cartId": cart, "customerId": "shopper-1", "items": items}, headers=headers)
-
-
-def trail(stack: Stack, query: str, want: list[str], timeout: float = 20) -> list[dict[str, Any]]:
-    """The audit trail once it holds ``want``'s actions, oldest first (the stream is asynchronous).
-    Entries of one transaction share their time: those compare in alphabetical order."""
-    deadline = time.monotonic() + timeout
-    entries: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        reply = stack.admin.get(f"/audit?{query}&limit=100")
-        assert reply.status == 200, reply.body
-        entries = reply.body["items"]
-        if [action for _, action in sorted((e["at"], e["action"]) for e in entries)] == want:
-            return entries
-        time.sleep(0.25)
-    pytest.fail(f"audit {query}: {[e['action'] for e in reversed(entries)]} != {want}")
 
 
 def test_happy_path_three_skus_to_a_fulfilled_order(stack: Stack) -> None:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import boto3
 import pytest
 
-from stockhold import runtime
-from stockhold.runtime import Services, services
+from stockhold import wiring
+from stockhold.domain.errors import StockholdError
+from stockhold.wiring import Services, services
 from tools import template
 from tools.ddblocal import DynamoDBLocal
 from tools.local.motoserver import MotoServer
@@ -25,6 +28,7 @@ from tools.template import create_tables
 
 pytestmark = pytest.mark.integration
 _counter = itertools.count()
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -45,9 +49,9 @@ def local(ddb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch) -> Iterator
     )
     monkeypatch.setenv("TABLE_NAME", names["StockholdTable"])
     monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", names["IdempotencyTable"])
-    runtime.reset()
+    wiring.reset()
     yield services()
-    runtime.reset()
+    wiring.reset()
     for name in names.values():
         client.delete_table(TableName=name)
 
@@ -73,7 +77,7 @@ def bus(local: Services, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatc
     events.put_targets(Rule="subscriber", EventBusName=name, Targets=[{"Id": "q", "Arn": arn}])
     monkeypatch.setenv("EVENT_BUS_NAME", name)
     monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", moto_server.endpoint)
-    runtime.reset()
+    wiring.reset()
 
     def received() -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -93,7 +97,7 @@ def bus(local: Services, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatc
 
 
 def stock_items(svc: Services) -> list[dict[str, Any]]:
-    client = runtime.dynamodb_client()
+    client = wiring.dynamodb_client()
     paginator = client.get_paginator("scan")
     out = []
     for page in paginator.paginate(
@@ -117,7 +121,7 @@ def assert_invariants(svc: Services) -> None:
 
 def stream_records(svc: Services) -> list[dict[str, Any]]:
     """Every record of the table's stream so far, as Lambda delivers them."""
-    client = runtime.dynamodb_client()
+    client = wiring.dynamodb_client()
     arn = client.describe_table(TableName=svc.settings.TABLE_NAME)["Table"]["LatestStreamArn"]
     streams = boto3.client("dynamodbstreams", endpoint_url=client.meta.endpoint_url)
     out: list[dict[str, Any]] = []
@@ -150,3 +154,18 @@ def hold_stream_source() -> StreamSource:
 
 def change_feed_source() -> StreamSource:
     return event_source("ChangeFeedFunction", "TableChanges")
+
+
+def race(n: int, work: Callable[[int], T]) -> list[T | StockholdError]:
+    """Run ``work(i)`` for i in range(n) on n threads released together by a barrier."""
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> T | StockholdError:
+        barrier.wait()
+        try:
+            return work(i)
+        except StockholdError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(run, range(n)))

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from stockhold.models import Line
-from stockhold.runtime import Services, dynamodb_client
-from stockhold.service import MAX_LINES
-from stockhold.store import reservation_key, to_av
+from stockhold.data.schema import reservation_key, to_av
+from stockhold.domain.models import Line
+from stockhold.domain.rules import MAX_LINES
+from stockhold.wiring import Services, dynamodb_client
 from tests.helpers import ApiClient
 from tests.integration.conftest import assert_invariants
 
@@ -56,8 +56,8 @@ def test_a_retry_after_a_crash_between_commit_and_response_does_not_hold_twice(l
         "lines": [Line(sku="CR", quantity=2)],
         "idempotency_key": "crash-1",
     }
-    first = local.reservations.reserve("demo", **kwargs)  # type: ignore[arg-type]
-    retry = local.reservations.reserve("demo", **kwargs)  # type: ignore[arg-type]
+    first = local.reserving.reserve("demo", **kwargs)  # type: ignore[arg-type]
+    retry = local.reserving.reserve("demo", **kwargs)  # type: ignore[arg-type]
     assert retry.reservation_id == first.reservation_id
     assert local.stock.get("demo", "CR").reserved == 2
     assert_invariants(local)
@@ -71,7 +71,7 @@ def test_concurrent_requests_with_one_key_hold_once(api: ApiClient, admin: ApiCl
         barrier.wait()
         # The Powertools resolver keeps per-request state, so threads race through the service layer.
         try:
-            local.reservations.reserve(
+            local.reserving.reserve(
                 "demo", cart_id="c-dup", customer_id=None, lines=[Line(sku="DUP", quantity=1)], idempotency_key="same"
             )
             return 201

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from stockhold import runtime
-from stockhold.runtime import Services
+from stockhold import wiring
+from stockhold.wiring import Services
 from tests.helpers import ApiClient, load_function
 from tests.integration.conftest import change_feed_source, stream_records
 from tools.local.context import LambdaContext
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def _audit_items(svc: Services) -> list[dict[str, Any]]:
-    paginator = runtime.dynamodb_client().get_paginator("scan")
+    paginator = wiring.dynamodb_client().get_paginator("scan")
     out: list[dict[str, Any]] = []
     for page in paginator.paginate(
         TableName=svc.settings.TABLE_NAME,

@@ -10,14 +10,14 @@ from collections import Counter
 
 import pytest
 
-from stockhold.checkout import CheckoutService, OrderService
-from stockhold.errors import InsufficientStock, StockholdError
-from stockhold.models import CheckoutStatus, Line, Order, OrderStatus, ReservationStatus
-from stockhold.runtime import Services
-from stockhold.service import ExpirePath, ReservationService, StockService
+from stockhold import wiring
+from stockhold.domain.errors import InsufficientStock, StockholdError
+from stockhold.domain.models import CheckoutStatus, Line, Order, OrderStatus, ReservationStatus
+from stockhold.domain.rules import ExpirePath
 from stockhold.settings import Settings
-from tests.integration.conftest import assert_invariants
-from tests.integration.test_races import race
+from stockhold.usecases.checkout import CheckoutService
+from stockhold.wiring import Services, build
+from tests.integration.conftest import assert_invariants, race
 
 pytestmark = pytest.mark.integration
 SHOPPERS = 32
@@ -70,12 +70,11 @@ def test_starts_for_one_cart_at_once_make_one_checkout_and_one_hold(local: Servi
     assert_invariants(local)
 
 
-def _at(local: Services, moment: list[int]) -> tuple[ReservationService, CheckoutService]:
+def _at(local: Services, moment: list[int]) -> tuple[Services, CheckoutService]:
     """Services sharing the table, on a clock the test sets."""
     cfg = Settings.model_validate({**local.settings.model_dump(), "MIN_HOLD_SECONDS": 1, "CHECKOUT_HOLD_SECONDS": 60})
-    clock = lambda: moment[0]  # noqa: E731
-    holds = ReservationService(local.store, cfg, clock)
-    return holds, CheckoutService(local.store, cfg, holds, StockService(local.store, cfg, clock), clock)
+    shop = build(wiring.dynamodb_client(), cfg, lambda: moment[0])
+    return shop, shop.checkouts
 
 
 def test_complete_against_expiry_at_the_deadline_has_one_winner_every_round(local: Services) -> None:
@@ -94,7 +93,7 @@ def test_complete_against_expiry_at_the_deadline_has_one_winner_every_round(loca
         results = race(
             2,
             lambda i, early=early, late=late_holds, cid=cid, rid=rid: (  # type: ignore[misc]
-                early.complete("demo", cid, "pay") if i == 0 else late.expire("demo", rid, ExpirePath.TIMER)
+                early.complete("demo", cid, "pay") if i == 0 else late.expiry.expire("demo", rid, ExpirePath.TIMER)
             ),
         )
         completed = isinstance(results[0], Order)
@@ -144,7 +143,7 @@ def test_complete_against_payment_failure_has_one_winner_every_round(local: Serv
 
 def test_fulfil_against_cancel_of_one_order_has_one_winner(local: Services) -> None:
     local.stock.set("demo", "A", on_hand=1000, low_stock_threshold=None, unlimited=False)
-    orders = OrderService(local.store)
+    orders = local.orders
     tally: Counter[OrderStatus] = Counter()
     for round_ in range(20):
         view = local.checkouts.start("demo", cart_id=f"c{round_}", customer_id=None, lines=[Line(sku="A", quantity=2)])

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from stockhold import runtime
-from stockhold.models import Line, ReservationStatus
-from stockhold.runtime import Services, services
+from stockhold import wiring
+from stockhold.domain.models import Line, ReservationStatus
+from stockhold.wiring import Services, services
 from tests.helpers import load_function
 from tests.integration.conftest import change_feed_source, hold_stream_source, stream_records
 from tools import lambda_hook, template
@@ -52,11 +52,11 @@ def publish(records: list[dict[str, Any]]) -> Any:
 def test_available_10_6_5_3_0_4_emits_low_out_and_back_in_exactly_once(bus: dict[str, Any]) -> None:
     svc = services()
     svc.stock.set("demo", "MUG", on_hand=10, low_stock_threshold=None, unlimited=False)  # threshold: 5
-    four = svc.reservations.reserve("demo", cart_id="c1", customer_id=None, lines=[Line(sku="MUG", quantity=4)])
-    svc.reservations.reserve("demo", cart_id="c2", customer_id=None, lines=[Line(sku="MUG", quantity=1)])  # 5
+    four = svc.reserving.reserve("demo", cart_id="c1", customer_id=None, lines=[Line(sku="MUG", quantity=4)])
+    svc.reserving.reserve("demo", cart_id="c2", customer_id=None, lines=[Line(sku="MUG", quantity=1)])  # 5
     svc.stock.adjust("demo", "MUG", -2)  # 3
-    svc.reservations.reserve("demo", cart_id="c3", customer_id=None, lines=[Line(sku="MUG", quantity=3)])  # 0
-    svc.reservations.release("demo", four.reservation_id, "cancelled")  # 4
+    svc.reserving.reserve("demo", cart_id="c3", customer_id=None, lines=[Line(sku="MUG", quantity=3)])  # 0
+    svc.holds.release("demo", four.reservation_id, "cancelled")  # 4
     assert svc.stock.get("demo", "MUG").available == 4
 
     records = stream_records(svc)
@@ -78,8 +78,8 @@ def test_available_10_6_5_3_0_4_emits_low_out_and_back_in_exactly_once(bus: dict
 def test_confirming_a_hold_emits_order_created_and_nothing_else(bus: dict[str, Any]) -> None:
     svc = services()
     svc.stock.set("demo", "TEE", on_hand=50, low_stock_threshold=None, unlimited=False)
-    res = svc.reservations.reserve("demo", cart_id="c1", customer_id="u1", lines=[Line(sku="TEE", quantity=2)])
-    svc.reservations.confirm("demo", res.reservation_id, "o-1")
+    res = svc.reserving.reserve("demo", cart_id="c1", customer_id="u1", lines=[Line(sku="TEE", quantity=2)])
+    svc.holds.confirm("demo", res.reservation_id, "o-1")
     assert publish(admitted(stream_records(svc))) == {"batchItemFailures": []}
     got = bus["received"]()
     assert [e["detail-type"] for e in got] == ["OrderCreated"]
@@ -107,7 +107,7 @@ def hold_timer(local: Services, bus: dict[str, Any], monkeypatch: pytest.MonkeyP
     )["stateMachineArn"]
     monkeypatch.setenv("HOLD_TIMER_ARN", arn)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", server.endpoint)
-    runtime.reset()
+    wiring.reset()
     calls: list[dict[str, Any]] = []
     expire = load_function("expire").lambda_handler
 
@@ -158,7 +158,7 @@ def test_a_checkout_hold_is_warned_once_per_deadline_then_expires(
     assert "warnAt" in timer_input
 
     def warned_for() -> Any:
-        item = runtime.dynamodb_client().get_item(
+        item = wiring.dynamodb_client().get_item(
             TableName=svc.settings.TABLE_NAME,
             Key={"pk": {"S": f"STORE#demo#RES#{res.reservation_id}"}, "sk": {"S": "RESERVATION"}},
             ConsistentRead=True,
@@ -168,12 +168,12 @@ def test_a_checkout_hold_is_warned_once_per_deadline_then_expires(
     _wait_for(lambda: warned_for() == res.expires_at)
     # Extended after the warning: the timer wakes at the old deadline, waits again and
     # warns again before the new one.
-    extended = svc.reservations.extend("demo", res.reservation_id, 6)
+    extended = svc.holds.extend("demo", res.reservation_id, 6)
     out = _finished(hold_timer["sfn"], hold_timer["arn"])
     assert out["status"] == "SUCCEEDED"
     assert json.loads(out["output"])["result"]["outcome"] == "expired"
     assert warned_for() == extended.expires_at
-    assert svc.reservations.get("demo", res.reservation_id).status is ReservationStatus.EXPIRED
+    assert svc.holds.get("demo", res.reservation_id).status is ReservationStatus.EXPIRED
     warns = [c for c in hold_timer["calls"] if c.get("action") == "warn"]
     assert len(warns) == 2
 
@@ -199,7 +199,7 @@ def test_a_checkout_hold_is_warned_once_per_deadline_then_expires(
 def test_a_plain_hold_gets_no_warning(hold_timer: dict[str, Any], bus: dict[str, Any]) -> None:
     svc = services()
     svc.stock.set("demo", "MUG", on_hand=10, low_stock_threshold=None, unlimited=False)
-    res = svc.reservations.reserve(
+    res = svc.reserving.reserve(
         "demo", cart_id="plain", customer_id=None, lines=[Line(sku="MUG", quantity=1)], hold_seconds=3
     )
     inserts = new_holds(svc)
@@ -224,7 +224,7 @@ def test_a_checkout_that_ends_early_has_its_hold_timer_stopped(
     hold_timer: dict[str, Any], bus: dict[str, Any], monkeypatch: pytest.MonkeyPatch, end: str
 ) -> None:
     monkeypatch.setenv("CHECKOUT_HOLD_SECONDS", "60")  # the timer would wait a minute (58 s to its warning)
-    runtime.reset()
+    wiring.reset()
     svc = services()
     svc.stock.set("demo", "MUG", on_hand=10, low_stock_threshold=None, unlimited=False)
     view = svc.checkouts.start("demo", cart_id=f"c-{end}", customer_id="u-1", lines=[Line(sku="MUG", quantity=1)])

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from stockhold import runtime
-from stockhold.runtime import Services, services
+from stockhold import wiring
+from stockhold.wiring import Services, services
 from tests.helpers import ApiClient, ApiResponse
 from tests.integration.conftest import assert_invariants
 
@@ -37,7 +37,7 @@ def admin(local: Services) -> ApiClient:
 
 def crash(svc: Services) -> None:
     """Forget every Powertools idempotency record, as a crash before it saved the answer would."""
-    client = runtime.dynamodb_client()
+    client = wiring.dynamodb_client()
     table = svc.settings.IDEMPOTENCY_TABLE_NAME
     for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
         for item in page["Items"]:
@@ -191,7 +191,7 @@ def test_order_fulfil_and_cancel_retried_after_a_crash_move_units_once(
 def extending(local: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
     """Settings under which every PATCH finds less than the threshold left, so it extends."""
     monkeypatch.setenv("EXTEND_THRESHOLD_SECONDS", str(local.settings.CHECKOUT_HOLD_SECONDS))
-    runtime.reset()
+    wiring.reset()
     yield services()
 
 
@@ -325,7 +325,7 @@ def test_an_adjustment_that_committed_on_its_conflict_retry_is_not_applied_again
     first attempt has a fresh token, which never committed) finds the key's mark instead."""
     admin.put("/stock/CC", {"onHand": 10})
     body = {"delta": 4, "reason": "received"}
-    undo = _conflict_then_crash(runtime.dynamodb_client())
+    undo = _conflict_then_crash(wiring.dynamodb_client())
     try:
         with pytest.raises(Exception, match="died after the commit"):
             admin.post("/stock/CC/adjustments", body, headers=key("cc-1"))

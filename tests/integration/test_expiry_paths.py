@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from stockhold import runtime
-from stockhold.errors import InsufficientStock
-from stockhold.models import Line, ReservationStatus
-from stockhold.runtime import Services, services
-from stockhold.store import reservation_key, stock_key, to_av
+from stockhold import wiring
+from stockhold.data.schema import reservation_key, stock_key, to_av
+from stockhold.domain.errors import InsufficientStock
+from stockhold.domain.models import Line, ReservationStatus
+from stockhold.wiring import Services, services
 from tests.helpers import load_function
 from tests.integration.conftest import assert_invariants, hold_stream_source, stream_records
 from tools.local.context import LambdaContext
@@ -38,12 +38,12 @@ def short_holds(local: Services, monkeypatch: pytest.MonkeyPatch) -> Services:
     monkeypatch.setenv("MIN_HOLD_SECONDS", "1")
     monkeypatch.setenv("SWEEP_GRACE_SECONDS", "0")
     monkeypatch.setenv("RECONCILE_QUIET_SECONDS", "0")
-    runtime.reset()
+    wiring.reset()
     return services()
 
 
 def _reserve(svc: Services, cart: str, sku: str = "TTL", qty: int = 2, seconds: int = 1) -> Any:
-    return svc.reservations.reserve(
+    return svc.reserving.reserve(
         "demo", cart_id=cart, customer_id=None, lines=[Line(sku=sku, quantity=qty)], hold_seconds=seconds
     )
 
@@ -52,12 +52,12 @@ def test_a_hold_whose_timer_never_ran_is_returned_by_the_ttl_path_once(
     short_holds: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TTL_GRACE_SECONDS", "0")  # DynamoDB Local's TTL deletes it as soon as it is due
-    runtime.reset()
+    wiring.reset()
     svc = services()
     svc.stock.set("demo", "TTL", on_hand=5, low_stock_threshold=None, unlimited=False)
     res = _reserve(svc, "ttl-cart")
     key = to_av(reservation_key("demo", res.reservation_id))
-    client = runtime.dynamodb_client()
+    client = wiring.dynamodb_client()
     # DynamoDB Local's TTL sweeper deletes the item (deadline + grace 0 has passed).
     _wait(lambda: "Item" not in client.get_item(TableName=svc.settings.TABLE_NAME, Key=key, ConsistentRead=True))
     removes = [
@@ -72,7 +72,7 @@ def test_a_hold_whose_timer_never_ran_is_returned_by_the_ttl_path_once(
     assert handler({"Records": removes}, LambdaContext()) == {"batchItemFailures": []}
     level = svc.stock.get("demo", "TTL")
     assert (level.reserved, level.available) == (0, 5)
-    restored = svc.reservations.get("demo", res.reservation_id)
+    restored = svc.holds.get("demo", res.reservation_id)
     assert restored.status is ReservationStatus.EXPIRED and restored.end_reason == "expired"
     # Delivered again: nothing more comes back.
     assert handler({"Records": removes}, LambdaContext()) == {"batchItemFailures": []}
@@ -85,8 +85,8 @@ def test_removes_that_are_not_ttl_deletions_of_active_holds_are_filtered_out(sho
     svc.stock.set("demo", "F", on_hand=5, low_stock_threshold=None, unlimited=False)
     active = _reserve(svc, "user-delete", "F", 1, seconds=600)
     ended = _reserve(svc, "ended", "F", 1)
-    svc.reservations.release("demo", ended.reservation_id, "cancelled")
-    client = runtime.dynamodb_client()
+    svc.holds.release("demo", ended.reservation_id, "cancelled")
+    client = wiring.dynamodb_client()
     # A user's delete of an active hold (not the TTL service).
     client.delete_item(TableName=svc.settings.TABLE_NAME, Key=to_av(reservation_key("demo", active.reservation_id)))
     records = stream_records(svc)
@@ -122,14 +122,14 @@ def test_reconcile_ends_overdue_holds_the_others_missed(short_holds: Services) -
     assert svc.stock.get("demo", "R").reserved == 3  # a dry run changes nothing
     report = svc.reconciler.run()
     assert report.expired == [res.reservation_id]
-    assert svc.reservations.get("demo", res.reservation_id).status is ReservationStatus.EXPIRED
+    assert svc.holds.get("demo", res.reservation_id).status is ReservationStatus.EXPIRED
     assert svc.stock.get("demo", "R").available == 3
     assert svc.reconciler.run().expired == []  # nothing left to do
     assert_invariants(svc)
 
 
 def _corrupt_reserved(svc: Services, sku: str, delta: int) -> None:
-    runtime.dynamodb_client().update_item(
+    wiring.dynamodb_client().update_item(
         TableName=svc.settings.TABLE_NAME,
         Key=to_av(stock_key("demo", sku)),
         UpdateExpression="SET reserved = reserved + :d, available = available - :d",
@@ -161,10 +161,10 @@ def test_drift_upward_is_corrected_and_stuck_units_only_reported(short_holds: Se
 
 def test_drift_on_a_sku_that_just_changed_is_not_corrected(local: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECONCILE_QUIET_SECONDS", "300")
-    runtime.reset()
+    wiring.reset()
     svc = services()
     svc.stock.set("demo", "Q", on_hand=10, low_stock_threshold=None, unlimited=False)
-    svc.reservations.reserve("demo", cart_id="q1", customer_id=None, lines=[Line(sku="Q", quantity=2)])
+    svc.reserving.reserve("demo", cart_id="q1", customer_id=None, lines=[Line(sku="Q", quantity=2)])
     _corrupt_reserved(svc, "Q", -1)
     report = svc.reconciler.run()
     assert [(d.sku, d.action) for d in report.drift] == [("Q", "not_quiet")]
@@ -181,7 +181,7 @@ def test_a_dead_hold_never_blocks_a_shopper(short_holds: Services) -> None:
     # Past the deadline, nothing has released it yet; the next shopper's request does.
     res = _reserve(svc, "next-shopper", "LAST1", 1, seconds=600)
     assert res.status is ReservationStatus.ACTIVE
-    assert svc.reservations.get("demo", dead.reservation_id).status is ReservationStatus.EXPIRED
+    assert svc.holds.get("demo", dead.reservation_id).status is ReservationStatus.EXPIRED
     assert_invariants(svc)
 
 
@@ -194,7 +194,7 @@ def test_the_operator_sweep_dry_run_prints_and_changes_nothing(
     svc.stock.set("demo", "OP", on_hand=2, low_stock_threshold=None, unlimited=False)
     res = _reserve(svc, "op", "OP", 2)
     time.sleep(1.1)
-    endpoint = runtime.dynamodb_client().meta.endpoint_url
+    endpoint = wiring.dynamodb_client().meta.endpoint_url
     args = ["--table", svc.settings.TABLE_NAME, "--endpoint-url", endpoint]
     assert reconcile_main([*args, "--dry-run"]) == 0
     printed = capsys.readouterr().out

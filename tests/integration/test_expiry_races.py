@@ -17,14 +17,13 @@ from typing import Any
 
 import pytest
 
-from stockhold import runtime
-from stockhold.errors import NotFound, ReservationExpired, ReservationNotActive, StockholdError
-from stockhold.models import Line, Reservation, ReservationStatus
-from stockhold.reconcile import Reconciler
-from stockhold.runtime import Services
-from stockhold.service import ExpirePath, ReservationService, StockService
+from stockhold import wiring
+from stockhold.data.schema import from_av, reservation_from_item, reservation_key, to_av
+from stockhold.domain.errors import NotFound, ReservationExpired, ReservationNotActive, StockholdError
+from stockhold.domain.models import Line, Reservation, ReservationStatus
+from stockhold.domain.rules import ExpirePath
 from stockhold.settings import Settings
-from stockhold.store import DynamoStore, from_av, reservation_from_item, reservation_key, to_av
+from stockhold.wiring import Services, build
 from tests.integration.conftest import assert_invariants
 
 pytestmark = pytest.mark.integration
@@ -47,11 +46,9 @@ class JitterClock:
 GRACE = 3600
 
 
-def _ttl_delete_and_restore(
-    store: DynamoStore, svc: ReservationService, table: str, res: Reservation, now_s: int
-) -> bool:
+def _ttl_delete_and_restore(svc: Services, table: str, res: Reservation, now_s: int) -> bool:
     """What AWS does: delete the item if its TTL has passed; the stream function restores it if it was ACTIVE."""
-    client = runtime.dynamodb_client()
+    client = wiring.dynamodb_client()
     try:
         old = client.delete_item(
             TableName=table,
@@ -64,7 +61,7 @@ def _ttl_delete_and_restore(
         return False
     if not old or old["status"]["S"] != "ACTIVE":
         return False  # the backstop's FilterCriteria admit only ACTIVE old images
-    return svc.restore_after_ttl(reservation_from_item(from_av(old)))
+    return svc.expiry.restore_after_ttl(reservation_from_item(from_av(old)))
 
 
 def test_every_ending_path_at_once_ends_each_hold_exactly_once(local: Services) -> None:
@@ -72,17 +69,15 @@ def test_every_ending_path_at_once_ends_each_hold_exactly_once(local: Services) 
         {**local.settings.model_dump(), "TTL_GRACE_SECONDS": GRACE, "SWEEP_GRACE_SECONDS": 0, "MIN_HOLD_SECONDS": 1}
     )
     clock = JitterClock()
-    store = DynamoStore(runtime.dynamodb_client(), settings.TABLE_NAME)
-    holds = ReservationService(store, settings, clock)
-    stock = StockService(store, settings, clock)
-    reconciler = Reconciler(store, holds, settings, clock)
+    shop = build(wiring.dynamodb_client(), settings, clock)
+    stock, reconciler = shop.stock, shop.reconciler
     stock.set("demo", "RACE", on_hand=10_000, low_stock_threshold=None, unlimited=False)
     outcomes: dict[str, int] = {}
 
     for round_ in range(ROUNDS):
         clock.deadline = 0
-        real = ReservationService(store, settings)  # made at real time
-        res = real.reserve(
+        real = build(wiring.dynamodb_client(), settings)  # made at real time
+        res = real.reserving.reserve(
             "demo", cart_id=f"race-{round_}", customer_id=None, lines=[Line(sku="RACE", quantity=2)], hold_seconds=1
         )
         clock.deadline = res.expires_at
@@ -90,21 +85,23 @@ def test_every_ending_path_at_once_ends_each_hold_exactly_once(local: Services) 
             (
                 "confirm",
                 lambda r=res: (
-                    holds.confirm("demo", r.reservation_id, f"o-{r.reservation_id}").status
+                    shop.holds.confirm("demo", r.reservation_id, f"o-{r.reservation_id}").status
                     is ReservationStatus.CONFIRMED
                 ),
             ),
             (
                 "release",
-                lambda r=res: holds.release("demo", r.reservation_id, "cancelled").status is ReservationStatus.RELEASED,
+                lambda r=res: (
+                    shop.holds.release("demo", r.reservation_id, "cancelled").status is ReservationStatus.RELEASED
+                ),
             ),
-            ("timer", lambda r=res: holds.expire("demo", r.reservation_id, ExpirePath.TIMER).expired),
+            ("timer", lambda r=res: shop.expiry.expire("demo", r.reservation_id, ExpirePath.TIMER).expired),
             # The TTL service of this race lives GRACE later than the other paths: its deletes
             # are due at the deadline, while DynamoDB Local's own TTL job (real time) never
             # deletes a hold of the test behind its back (it did, on a loaded machine).
             (
                 "ttl",
-                lambda r=res: _ttl_delete_and_restore(store, holds, settings.TABLE_NAME, r, clock() // 1000 + GRACE),
+                lambda r=res: _ttl_delete_and_restore(shop, settings.TABLE_NAME, r, clock() // 1000 + GRACE),
             ),
             ("reconcile", lambda r=res: r.reservation_id in reconciler.run().expired),
         ]
@@ -124,7 +121,7 @@ def test_every_ending_path_at_once_ends_each_hold_exactly_once(local: Services) 
         with ThreadPoolExecutor(len(paths)) as pool:
             results = dict(pool.map(run, paths))
         winners = [name for name, won in results.items() if won]
-        final = holds.get("demo", res.reservation_id)
+        final = shop.holds.get("demo", res.reservation_id)
         if final.expired_by == "request":
             winners.append("request")  # a confirm/release that met the due hold ended it on the spot
         assert final.status is not ReservationStatus.ACTIVE, (round_, results)

@@ -3,49 +3,31 @@
 from __future__ import annotations
 
 import random
-import threading
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
 
-from stockhold.errors import (
+from stockhold.domain.errors import (
     InsufficientStock,
     ReservationExpired,
     ReservationNotActive,
     StockholdError,
 )
-from stockhold.models import Line, ReservationStatus
-from stockhold.runtime import Services
-from tests.integration.conftest import assert_invariants
+from stockhold.domain.models import Line, ReservationStatus
+from stockhold.wiring import Services
+from tests.integration.conftest import assert_invariants, race
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
 SHOPPERS = 32
 
 
-def race(n: int, work: Callable[[int], T]) -> list[T | StockholdError]:
-    """Run ``work(i)`` for i in range(n) on n threads released together by a barrier."""
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> T | StockholdError:
-        barrier.wait()
-        try:
-            return work(i)
-        except StockholdError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(run, range(n)))
-
-
 def test_32_shoppers_race_for_the_last_5_units(local: Services) -> None:
     local.stock.set("demo", "LAST", on_hand=5, low_stock_threshold=None, unlimited=False)
     results = race(
         SHOPPERS,
-        lambda i: local.reservations.reserve(
+        lambda i: local.reserving.reserve(
             "demo", cart_id=f"c{i}", customer_id=None, lines=[Line(sku="LAST", quantity=1)]
         ),
     )
@@ -71,7 +53,7 @@ def test_overlapping_multi_line_carts_never_hold_more_than_stock(local: Services
         for _ in range(SHOPPERS)
     ]
     results = race(
-        SHOPPERS, lambda i: local.reservations.reserve("demo", cart_id=f"m{i}", customer_id=None, lines=carts[i])
+        SHOPPERS, lambda i: local.reserving.reserve("demo", cart_id=f"m{i}", customer_id=None, lines=carts[i])
     )
     held: Counter[str] = Counter()
     for cart, result in zip(carts, results, strict=True):
@@ -93,7 +75,7 @@ def test_all_or_nothing_when_one_line_is_short(local: Services) -> None:
     local.stock.set("demo", "Q", on_hand=1, low_stock_threshold=None, unlimited=False)
     local.stock.set("demo", "R", on_hand=0, low_stock_threshold=None, unlimited=False)
     with pytest.raises(InsufficientStock) as refused:
-        local.reservations.reserve(
+        local.reserving.reserve(
             "demo",
             cart_id="c",
             customer_id=None,
@@ -118,17 +100,15 @@ def test_confirm_and_release_race_on_one_hold_exactly_one_wins(local: Services) 
     local.stock.set("demo", "X", on_hand=100, low_stock_threshold=None, unlimited=False)
     confirmed = 0
     for round_ in range(20):
-        res = local.reservations.reserve(
-            "demo", cart_id=f"r{round_}", customer_id=None, lines=[Line(sku="X", quantity=3)]
-        )
+        res = local.reserving.reserve("demo", cart_id=f"r{round_}", customer_id=None, lines=[Line(sku="X", quantity=3)])
 
         def end(i: int, rid: str = res.reservation_id) -> Any:
             if i % 2:
-                return local.reservations.confirm("demo", rid, f"o-{rid}")
-            return local.reservations.release("demo", rid, "cancelled")
+                return local.holds.confirm("demo", rid, f"o-{rid}")
+            return local.holds.release("demo", rid, "cancelled")
 
         results = race(8, end)
-        final = local.reservations.get("demo", res.reservation_id)
+        final = local.holds.get("demo", res.reservation_id)
         assert final.status in (ReservationStatus.CONFIRMED, ReservationStatus.RELEASED)
         confirmed += final.status is ReservationStatus.CONFIRMED
         for r in results:
@@ -153,18 +133,18 @@ def test_mixed_traffic_keeps_the_invariant(local: Services) -> None:
         for step in range(4):
             lines = [Line(sku=s, quantity=rng.randint(1, 3)) for s in rng.sample("UVW", rng.randint(1, 3))]
             try:
-                res = local.reservations.reserve("demo", cart_id=f"s{i}-{step}", customer_id=None, lines=lines)
+                res = local.reserving.reserve("demo", cart_id=f"s{i}-{step}", customer_id=None, lines=lines)
             except InsufficientStock:
                 outcomes.append("refused")
                 continue
             if rng.random() < 0.5:
-                local.reservations.extend("demo", res.reservation_id, 600)
+                local.holds.extend("demo", res.reservation_id, 600)
             choice = rng.choice(["confirm", "release", "keep"])
             try:
                 if choice == "confirm":
-                    local.reservations.confirm("demo", res.reservation_id, f"o{i}-{step}")
+                    local.holds.confirm("demo", res.reservation_id, f"o{i}-{step}")
                 elif choice == "release":
-                    local.reservations.release("demo", res.reservation_id, "cancelled")
+                    local.holds.release("demo", res.reservation_id, "cancelled")
             except (ReservationNotActive, ReservationExpired):
                 pass
             outcomes.append(choice)

@@ -102,10 +102,10 @@ def test_api_sample_events_are_accepted_by_the_handler(monkeypatch: pytest.Monke
     import boto3
     from moto import mock_aws
 
-    from stockhold import runtime
+    from stockhold import wiring
 
     with mock_aws():
-        runtime.reset()
+        wiring.reset()
         template.create_tables(boto3.client("dynamodb"))
         handler = load_function("api").lambda_handler
         for path in sorted((ROOT / "events").glob("api-*.json")):
@@ -116,7 +116,7 @@ def test_api_sample_events_are_accepted_by_the_handler(monkeypatch: pytest.Monke
             assert out["statusCode"] < 500, (path.name, body)
             assert body.get("error", {}).get("code") != "VALIDATION_ERROR", (path.name, body)
             assert body.get("error", {}).get("message") != "no such route", path.name
-    runtime.reset()
+    wiring.reset()
 
 
 def test_authorizer_sample_event_is_accepted() -> None:
@@ -257,15 +257,15 @@ def test_an_empty_endpoint_variable_means_the_regions_own_endpoint(
     client: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`sam local invoke` without an env-vars file sets a declared NoValue variable to "": that is AWS's endpoint."""
-    from stockhold import runtime
+    from stockhold import wiring
 
     for var in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SFN", "AWS_ENDPOINT_URL_EVENTBRIDGE"):
         monkeypatch.setenv(var, "")
-    runtime.reset()
+    wiring.reset()
     try:
-        url = getattr(runtime, client)().meta.endpoint_url
+        url = getattr(wiring, client)().meta.endpoint_url
     finally:
-        runtime.reset()
+        wiring.reset()
     assert url.startswith("https://") and url.endswith(".us-east-1.amazonaws.com"), url
 
 
@@ -279,3 +279,35 @@ def test_sam_local_invoke_reads_the_env_vars_file_the_local_stack_writes() -> No
     local = config["default"]["local_invoke"]["parameters"]
     assert ROOT / local["env_vars"] == invoke.SAM_ENV_FILE
     assert local["region"] == "us-east-1"  # the local stack's region (its state machine and bus ARNs)
+
+
+def _filter_values(pattern: object, attribute: str) -> set[str]:
+    """Every ``{"<attribute>": {"S": [...]}}`` value a FilterCriteria pattern matches on."""
+    found: set[str] = set()
+    if isinstance(pattern, dict):
+        for name, value in pattern.items():
+            if name == attribute and isinstance(value, dict) and isinstance(value.get("S"), list):
+                found |= {v for v in value["S"] if isinstance(v, str)}
+            else:
+                found |= _filter_values(value, attribute)
+    return found
+
+
+def test_stream_filters_name_only_types_and_statuses_of_the_item_schema() -> None:
+    """The template's FilterCriteria and data/schema.py describe the same items: a renamed
+    type or status in one but not the other would silently starve a stream reader."""
+    from stockhold.data import schema
+
+    types: set[str] = set()
+    statuses: set[str] = set()
+    for fn in template.functions().values():
+        for event in fn.events.values():
+            for f in (event.get("Properties", {}).get("FilterCriteria") or {}).get("Filters", []):
+                pattern = json.loads(f["Pattern"])
+                types |= _filter_values(pattern, schema.TYPE)
+                statuses |= _filter_values(pattern, schema.STATUS)
+    assert types and types <= set(schema.ITEM_TYPES), types - set(schema.ITEM_TYPES)
+    assert statuses and statuses <= set(schema.HOLD_STATUSES), statuses - set(schema.HOLD_STATUSES)
+    change_feed = template.functions()["ChangeFeedFunction"].events["TableChanges"]["Properties"]["FilterCriteria"]
+    admitted = set().union(*(_filter_values(json.loads(f["Pattern"]), schema.TYPE) for f in change_feed["Filters"]))
+    assert admitted == set(schema.AUDITED_TYPES)

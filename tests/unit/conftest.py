@@ -1,31 +1,18 @@
+"""Unit tests are pure: domain rules, use cases on fakes, and data-access code against
+botocore's Stubber. Nothing here may reach a network: a socket is refused."""
+
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
-import boto3
 import pytest
-from moto import mock_aws
-
-from stockhold import runtime
-from tests.helpers import ApiClient
-from tools.template import create_tables
 
 
-@pytest.fixture
-def aws() -> Iterator[None]:
-    """A fresh in-process moto account with the template's tables."""
-    with mock_aws():
-        runtime.reset()
-        create_tables(boto3.client("dynamodb"))
-        yield
-    runtime.reset()
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("a unit test tried to open a network connection")
 
-
-@pytest.fixture
-def api(aws: None) -> ApiClient:
-    return ApiClient(store="demo", role="storefront")
-
-
-@pytest.fixture
-def admin(aws: None) -> ApiClient:
-    return ApiClient(store="demo", role="admin")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    yield

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from stockhold.store import to_av
+from stockhold.data.schema import to_av
 from tests.helpers import load_function
 from tools import template
 from tools.local.streams import StreamSource

@@ -11,11 +11,14 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from stockhold.errors import IdempotencyKeyReused, TooBusy
-from stockhold.models import HeldLine, RequestKey, Reservation, ReservationStatus
-from stockhold.service import StockService
+from stockhold.data.transactions import TransactionRunner
+from stockhold.data.unit import UnitOfWork
+from stockhold.domain.errors import IdempotencyKeyReused, TooBusy
+from stockhold.domain.intents import Cause, MoveStock, PutHold, TakeCart
+from stockhold.domain.models import HeldLine, RequestKey, Reservation, ReservationStatus
+from stockhold.domain.rules import StockMove
 from stockhold.settings import Settings
-from stockhold.store import DynamoStore, StockMove
+from stockhold.wiring import build
 
 
 def _reservation() -> Reservation:
@@ -44,21 +47,16 @@ def _conflict(stubber: Stubber, actions: int) -> None:
     )
 
 
-def _reserve(store: DynamoStore) -> None:
-    store.create_reservation(
-        _reservation(),
-        purge_at=1,
-        moves=[StockMove("A-1", available=-1, reserved=1)],
-        replacing=None,
-        ended_purge_at=1,
-        now_ms=0,
-    )
+def _reserve(runner: TransactionRunner) -> None:
+    res = _reservation()
+    move = MoveStock("demo", StockMove("A-1", available=-1, reserved=1), 0, Cause("reservation_created", ref="res_1"))
+    UnitOfWork(runner).commit([PutHold(res, 1), TakeCart(res, None), move])
 
 
 def test_a_conflict_is_retried_and_the_reservation_then_commits() -> None:
     client = boto3.client("dynamodb", region_name="us-east-1")
     sleeps: list[float] = []
-    store = DynamoStore(client, "t", sleep=sleeps.append)
+    store = TransactionRunner(client, "t", sleep=sleeps.append)
     with Stubber(client) as stub:
         _conflict(stub, 3)
         _conflict(stub, 3)
@@ -70,7 +68,7 @@ def test_a_conflict_is_retried_and_the_reservation_then_commits() -> None:
 
 def test_conflicts_that_never_clear_give_up_with_too_busy() -> None:
     client = boto3.client("dynamodb", region_name="us-east-1")
-    store = DynamoStore(client, "t", conflict_retries=3, sleep=lambda _: None)
+    store = TransactionRunner(client, "t", conflict_retries=3, sleep=lambda _: None)
     with Stubber(client) as stub:
         for _ in range(4):
             _conflict(stub, 3)
@@ -78,22 +76,6 @@ def test_conflicts_that_never_clear_give_up_with_too_busy() -> None:
             _reserve(store)
         stub.assert_no_pending_responses()
     assert raised.value.status == 503
-
-
-def test_too_busy_reaches_the_shopper_as_503_in_the_error_shape(api, admin, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Through the API: a hot SKU that never clears answers 503 TOO_BUSY and holds nothing."""
-    from stockhold import store as store_module
-
-    assert admin.put("/stock/HOT", {"onHand": 5}).status == 200
-
-    def always_conflict(self, actions, mark=None, now_ms=0):  # type: ignore[no-untyped-def]
-        raise TooBusy("the stock is being changed by many requests at once; retry shortly")
-
-    monkeypatch.setattr(store_module.DynamoStore, "_transact", always_conflict)
-    r = api.post("/reservations", {"cartId": "c-hot", "items": [{"sku": "HOT", "quantity": 1}]})
-    assert r.status == 503 and r.error_code == "TOO_BUSY"
-    monkeypatch.undo()
-    assert admin.get("/stock/HOT").body["available"] == 5
 
 
 def _stock_item(on_hand: int) -> dict[str, Any]:
@@ -115,7 +97,7 @@ def test_a_conflict_then_commit_then_crash_is_not_applied_again_by_the_clients_r
     attempt carried the same Idempotency-Key mark, so the client's retry (a new request: new
     ClientRequestToken) is cancelled on the mark and answers the current level, writing nothing."""
     client = boto3.client("dynamodb", region_name="us-east-1")
-    stock = StockService(DynamoStore(client, "t", sleep=lambda _: None), Settings())
+    stock = build(client, Settings(TABLE_NAME="t"), sleep=lambda _: None).stock
     key = RequestKey(store_id="demo", value="adj-1", fingerprint="f" * 64)
     sent: list[dict[str, Any]] = []
     client.meta.events.register(
@@ -155,7 +137,7 @@ def test_a_conflict_then_commit_then_crash_is_not_applied_again_by_the_clients_r
 
 def test_the_mark_of_another_request_is_idempotency_key_reused() -> None:
     client = boto3.client("dynamodb", region_name="us-east-1")
-    stock = StockService(DynamoStore(client, "t", sleep=lambda _: None), Settings())
+    stock = build(client, Settings(TABLE_NAME="t"), sleep=lambda _: None).stock
     key = RequestKey(store_id="demo", value="adj-1", fingerprint="f" * 64)
     with Stubber(client) as stub:
         stub.add_client_error(

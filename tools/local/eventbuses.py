@@ -22,7 +22,7 @@ CATCH_ALL = json.dumps({"source": [{"prefix": ""}]})
 
 def _summary(event: dict[str, Any]) -> str:
     try:
-        from stockhold.events import summary
+        from stockhold.data.events import summary
 
         return summary(event)
     except ImportError:  # a bus carrying something else: type and detail as they are

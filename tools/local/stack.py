@@ -198,32 +198,20 @@ class LocalStack:
             warming.result()
 
     def _seed(self) -> None:
-        from stockhold.models import Role, StockLevel
-        from stockhold.service import now_ms
-        from stockhold.store import DynamoStore
-        from stockhold.tenancy import Tenancy
+        from stockhold.domain.ids import now_ms
+        from stockhold.domain.models import Role
+        from stockhold.settings import Settings
+        from stockhold.wiring import build
 
-        store = DynamoStore(self._client("dynamodb"), self.tables["StockholdTable"])
-        tenancy = Tenancy(store)
+        shop = build(self._client("dynamodb"), Settings(TABLE_NAME=self.tables["StockholdTable"]))
         now = now_ms()
-        tenancy.create_store("demo", "Demo store", now)
-        tenancy.add_key("demo", Role.ADMIN, now, self.config.admin_key, label="local admin")
-        tenancy.add_key("demo", Role.STOREFRONT, now, self.config.storefront_key, label="local storefront")
+        shop.tenancy.create_store("demo", "Demo store", now)
+        shop.tenancy.add_key("demo", Role.ADMIN, now, self.config.admin_key, label="local admin")
+        shop.tenancy.add_key("demo", Role.STOREFRONT, now, self.config.storefront_key, label="local storefront")
+        existing, _ = shop.stock.get_many("demo", list(DEMO_SKUS))
         for sku, on_hand in DEMO_SKUS.items():
-            if store.get_stock("demo", sku) is None:
-                store.create_stock(
-                    "demo",
-                    StockLevel(
-                        sku=sku,
-                        on_hand=on_hand,
-                        reserved=0,
-                        allocated=0,
-                        available=on_hand,
-                        low_stock_threshold=None,
-                        unlimited=False,
-                        updated_at=now,
-                    ),
-                )
+            if sku not in {level.sku for level in existing}:
+                shop.stock.set("demo", sku, on_hand=on_hand, low_stock_threshold=None, unlimited=False)
         self._say(
             f"store demo with keys {self.config.admin_key} / {self.config.storefront_key} and SKUs {', '.join(DEMO_SKUS)}"
         )

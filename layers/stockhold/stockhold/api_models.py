@@ -1,4 +1,5 @@
-"""HTTP input and output models of API.md: camelCase on the wire, strict on input.
+"""HTTP input models of API.md: camelCase on the wire, strict on input (the answers are
+in ``api_outputs``).
 
 Input models forbid unknown fields (a typo such as ``quantiy`` is an error) and do not
 coerce types ("2", 2.0 and true are not quantities).
@@ -11,15 +12,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from stockhold.checkout import CheckoutView
-from stockhold.models import CheckoutStatus, Order, Reservation, ReservationStatus, StockLevel, rfc3339
-from stockhold.service import MAX_LINES, MAX_ON_HAND, MAX_QUANTITY, LineCheck
+from stockhold.domain.rules import MAX_LINES, MAX_ON_HAND, MAX_QUANTITY
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,99}$"
 Sku = Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
 # Storefront-chosen ids (cart, customer, order): printable ASCII without spaces.
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class ApiInput(BaseModel):
@@ -29,10 +29,6 @@ class ApiInput(BaseModel):
 def example(**body: Any) -> ConfigDict:
     """An input model's example request body, for the OpenAPI document (and the fuzzer's first cases)."""
     return ConfigDict(json_schema_extra={"examples": [body]})
-
-
-class ApiOutput(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
 
 
 class LineIn(ApiInput):
@@ -128,103 +124,6 @@ class ValidateIn(CartIn):
 # --- outputs
 
 
-class StockOut(ApiOutput):
-    sku: str
-    on_hand: int
-    reserved: int
-    allocated: int
-    available: int
-    low_stock: bool
-    low_stock_threshold: int
-    unlimited: bool
-    updated_at: str
-
-    @classmethod
-    def of(cls, level: StockLevel, default_threshold: int) -> StockOut:
-        threshold = default_threshold if level.low_stock_threshold is None else level.low_stock_threshold
-        return cls(
-            sku=level.sku,
-            on_hand=level.on_hand,
-            reserved=level.reserved,
-            allocated=level.allocated,
-            available=level.available,
-            low_stock=level.is_low(default_threshold),
-            low_stock_threshold=threshold,
-            unlimited=level.unlimited,
-            updated_at=rfc3339(level.updated_at),
-        )
-
-
-class StockListOut(ApiOutput):
-    items: list[StockOut]
-    missing: list[str]
-
-
-class LineCheckOut(ApiOutput):
-    sku: str
-    requested: int
-    available: int
-    status: Literal["IN_STOCK", "LOW_STOCK", "OUT_OF_STOCK"]
-    unlimited: bool
-
-    @classmethod
-    def of(cls, check: LineCheck) -> LineCheckOut:
-        return cls(
-            sku=check.sku,
-            requested=check.requested,
-            available=check.available,
-            status=check.status.value,
-            unlimited=check.unlimited,
-        )
-
-
-class ValidateOut(ApiOutput):
-    items: list[LineCheckOut]
-
-
-class LineOut(ApiOutput):
-    sku: str
-    quantity: int
-
-
-class ReservationOut(ApiOutput):
-    reservation_id: str
-    cart_id: str
-    customer_id: str | None
-    status: Literal["ACTIVE", "CONFIRMED", "RELEASED", "EXPIRED"]
-    items: list[LineOut]
-    created_at: str
-    expires_at: str
-    extensions_used: int
-    extensions_left: int
-    ended_at: str | None
-    end_reason: str | None
-    order_id: str | None
-
-    @classmethod
-    def of(cls, res: Reservation, now_ms: int) -> ReservationOut:
-        status = res.status_at(now_ms)
-        return cls(
-            reservation_id=res.reservation_id,
-            cart_id=res.cart_id,
-            customer_id=res.customer_id,
-            status=status.value,
-            items=[LineOut(sku=x.sku, quantity=x.quantity) for x in res.lines],
-            created_at=rfc3339(res.created_at),
-            expires_at=rfc3339(res.expires_at),
-            extensions_used=res.extensions_used,
-            extensions_left=res.extensions_left if status == "ACTIVE" else 0,
-            ended_at=rfc3339(res.ended_at) if res.ended_at is not None else None,
-            end_reason=res.end_reason,
-            order_id=res.order_id,
-        )
-
-
-# --- checkout and orders
-
-Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-
-
 class AddressIn(ApiInput):
     first_name: Text | None = None
     last_name: Text | None = None
@@ -301,140 +200,3 @@ class CheckoutCancelIn(ApiInput):
     model_config = example(reason="payment_failed")
 
     reason: Literal["payment_failed", "cancelled"]
-
-
-class WarningOut(ApiOutput):
-    code: Literal["LOW_STOCK", "EXTENSION_LIMIT_REACHED"]
-    message: str
-    sku: str | None = None
-    available: int | None = None
-
-
-class CheckoutHoldOut(ApiOutput):
-    reservation_id: str
-    status: Literal["ACTIVE", "CONFIRMED", "RELEASED", "EXPIRED"]
-    expires_at: str
-    extensions_left: int
-
-
-class CheckoutOut(ApiOutput):
-    checkout_id: str
-    cart_id: str
-    customer_id: str | None
-    status: Literal["active", "checkout", "completed", "abandoned"]
-    items: list[LineOut]
-    expires_at: str | None = Field(description="While in checkout: when the hold ends unless extended")
-    reservation: CheckoutHoldOut | None
-    shipping_address: dict[str, str] | None
-    billing_address: dict[str, str] | None
-    payment_method: str | None
-    shipping_method_id: str | None
-    step: str | None
-    order_id: str | None
-    end_reason: str | None
-    warnings: list[WarningOut]
-    created_at: str
-    updated_at: str
-
-    @classmethod
-    def of(cls, view: CheckoutView, now_ms: int) -> CheckoutOut:
-        chk, res = view.checkout, view.reservation
-        hold = None
-        if res is not None:
-            status = res.status_at(now_ms)
-            hold = CheckoutHoldOut(
-                reservation_id=res.reservation_id,
-                status=status.value,
-                expires_at=rfc3339(res.expires_at),
-                extensions_left=res.extensions_left if status is ReservationStatus.ACTIVE else 0,
-            )
-        live = view.status is CheckoutStatus.CHECKOUT and res is not None
-        return cls(
-            checkout_id=chk.checkout_id,
-            cart_id=chk.cart_id,
-            customer_id=chk.customer_id,
-            status=view.status.value,
-            items=[LineOut(sku=x.sku, quantity=x.quantity) for x in chk.items],
-            expires_at=rfc3339(res.expires_at) if live and res is not None else None,
-            reservation=hold,
-            shipping_address=chk.shipping_address,
-            billing_address=chk.billing_address,
-            payment_method=chk.payment_method,
-            shipping_method_id=chk.shipping_method_id,
-            step=chk.step,
-            order_id=chk.order_id,
-            end_reason=chk.end_reason
-            or (res.end_reason if res is not None and view.status is not CheckoutStatus.CHECKOUT else None)
-            or ("expired" if view.status is CheckoutStatus.ABANDONED else None),
-            warnings=[WarningOut.model_validate(w) for w in view.warnings],
-            created_at=rfc3339(chk.created_at),
-            updated_at=rfc3339(chk.updated_at),
-        )
-
-
-class OrderLineOut(ApiOutput):
-    sku: str
-    quantity: int
-    unlimited: bool = Field(description="True for unlimited items: never held or counted")
-
-
-class OrderOut(ApiOutput):
-    order_id: str
-    checkout_id: str | None
-    reservation_id: str
-    cart_id: str
-    customer_id: str | None
-    items: list[OrderLineOut]
-    status: Literal["PLACED", "FULFILLED", "CANCELLED"]
-    payment_reference: str | None
-    created_at: str
-    updated_at: str
-
-    @classmethod
-    def of(cls, order: Order) -> OrderOut:
-        return cls(
-            order_id=order.order_id,
-            checkout_id=order.checkout_id,
-            reservation_id=order.reservation_id,
-            cart_id=order.cart_id,
-            customer_id=order.customer_id,
-            items=[OrderLineOut(sku=x.sku, quantity=x.quantity, unlimited=not x.held) for x in order.lines],
-            status=order.status.value,
-            payment_reference=order.payment_reference,
-            created_at=rfc3339(order.created_at),
-            updated_at=rfc3339(order.updated_at),
-        )
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-class ErrorOut(BaseModel):
-    error: ErrorDetail
-
-
-# --- audit (GET /audit)
-
-
-class AuditEntityOut(ApiOutput):
-    type: Literal["reservation", "stock", "checkout", "order"]
-    id: str
-
-
-class AuditEntryOut(ApiOutput):
-    at: str = Field(description="When the change was written (RFC 3339 UTC)")
-    action: str = Field(description="What it was, e.g. reservation_created, stock_adjusted (docs/audit.md)")
-    entity: AuditEntityOut
-    ref: str | None = Field(description="The record that caused a stock move: a reservation or order id")
-    before: dict[str, Any] | None = Field(description="The relevant fields before the change; null when created")
-    after: dict[str, Any] | None = Field(description="The relevant fields after the change")
-    actor: str = Field(description="Who: storefront:<key id>, admin:<key id> or system:<path>")
-    reason: str | None
-
-
-class AuditPageOut(ApiOutput):
-    items: list[AuditEntryOut] = Field(description="Newest first")
-    next_token: str | None = Field(description="Pass as nextToken for the next page; null on the last page")

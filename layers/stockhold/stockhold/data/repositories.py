@@ -1,0 +1,202 @@
+"""Reads of each aggregate, one small repository each (writes go through ``UnitOfWork``).
+
+Strongly consistent reads everywhere except the Sweep index, which is eventually
+consistent by nature: only reconciliation (and a refused reserve, looking for dead
+holds) reads it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stockhold.data.schema import (
+    APIKEY,
+    STORE,
+    SWEEP_INDEX,
+    SWEEP_SHARDS,
+    Item,
+    api_key_key,
+    cart_checkout_key,
+    cart_key,
+    checkout_from_item,
+    checkout_key,
+    from_av,
+    order_from_item,
+    order_key,
+    reservation_from_item,
+    reservation_key,
+    stock_from_item,
+    stock_key,
+    store_key,
+    to_av,
+)
+from stockhold.data.transactions import TransactionRunner, condition_failed
+from stockhold.domain.models import Checkout, Order, Reservation, StockLevel
+
+
+class StockRepository:
+    def __init__(self, runner: TransactionRunner) -> None:
+        self._runner = runner
+
+    def get(self, store_id: str, sku: str) -> StockLevel | None:
+        item = self._runner.get(stock_key(store_id, sku))
+        return stock_from_item(item) if item else None
+
+    def get_many(self, store_id: str, skus: Sequence[str]) -> dict[str, StockLevel]:
+        """Strongly consistent reads of up to 100 SKUs (one BatchGetItem, plus any unprocessed keys)."""
+        table, client = self._runner.table, self._runner.client
+        found: dict[str, StockLevel] = {}
+        pending: list[dict[str, Any]] = [to_av(stock_key(store_id, sku)) for sku in dict.fromkeys(skus)]
+        attempt = 0
+        while pending:
+            resp = client.batch_get_item(RequestItems={table: {"Keys": pending, "ConsistentRead": True}})
+            for raw in resp.get("Responses", {}).get(table, []):
+                level = stock_from_item(from_av(raw))
+                found[level.sku] = level
+            pending = resp.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+            if pending:
+                attempt += 1
+                self._runner.backoff(attempt)
+        return found
+
+
+class HoldRepository:
+    def __init__(self, runner: TransactionRunner) -> None:
+        self._runner = runner
+
+    def get(self, store_id: str, reservation_id: str) -> Reservation | None:
+        item = self._runner.get(reservation_key(store_id, reservation_id))
+        return reservation_from_item(item) if item else None
+
+    def cart_holder(self, store_id: str, cart_id: str) -> str | None:
+        """The id of the hold the cart's slot names, if any (it may have ended since)."""
+        item = self._runner.get(cart_key(store_id, cart_id))
+        return item["reservationId"] if item else None
+
+    def clear_cart_slot(self, store_id: str, cart_id: str, reservation_id: str) -> bool:
+        """Delete the cart's slot if it still names this (ended) reservation."""
+        try:
+            self._runner.client.delete_item(
+                TableName=self._runner.table,
+                Key=to_av(cart_key(store_id, cart_id)),
+                ConditionExpression="reservationId = :rid",
+                ExpressionAttributeValues=to_av({":rid": reservation_id}),
+            )
+        except ClientError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+
+class CheckoutRepository:
+    def __init__(self, runner: TransactionRunner) -> None:
+        self._runner = runner
+
+    def get(self, store_id: str, checkout_id: str) -> Checkout | None:
+        item = self._runner.get(checkout_key(store_id, checkout_id))
+        return checkout_from_item(item) if item else None
+
+    def of_cart(self, store_id: str, cart_id: str) -> str | None:
+        """The id of the cart's latest checkout (whatever its status), if it ever had one."""
+        item = self._runner.get(cart_checkout_key(store_id, cart_id))
+        return item["checkoutId"] if item else None
+
+
+class OrderRepository:
+    def __init__(self, runner: TransactionRunner) -> None:
+        self._runner = runner
+
+    def get(self, store_id: str, order_id: str) -> Order | None:
+        item = self._runner.get(order_key(store_id, order_id))
+        return order_from_item(item) if item else None
+
+
+class SweepIndex:
+    """The sparse "Sweep" index: active holds by deadline, and stock items, over shards."""
+
+    def __init__(self, runner: TransactionRunner) -> None:
+        self._runner = runner
+
+    def overdue_holds(self, before_ms: int) -> list[Item]:
+        """Active holds whose deadline is before ``before_ms`` (eventually consistent)."""
+        out: list[Item] = []
+        for shard in range(SWEEP_SHARDS):
+            out.extend(self._query("sweepPk = :p AND sweepSk < :t", {":p": f"HOLD#{shard}", ":t": f"{before_ms:015d}"}))
+        return out
+
+    def active_holds(self) -> list[Item]:
+        return [item for shard in range(SWEEP_SHARDS) for item in self._query("sweepPk = :p", {":p": f"HOLD#{shard}"})]
+
+    def stock_with_units_held(self) -> list[Item]:
+        return [
+            item
+            for shard in range(SWEEP_SHARDS)
+            for item in self._query("sweepPk = :p", {":p": f"STOCK#{shard}"}, "reserved > :z", {":z": 0})
+        ]
+
+    def _query(
+        self, key: str, values: dict[str, Any], filter_: str | None = None, filter_values: dict[str, Any] | None = None
+    ) -> list[Item]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._runner.table,
+            "IndexName": SWEEP_INDEX,
+            "KeyConditionExpression": key,
+            "ExpressionAttributeValues": to_av({**values, **(filter_values or {})}),
+        }
+        if filter_:
+            kwargs["FilterExpression"] = filter_
+        out: list[Item] = []
+        while True:
+            page = self._runner.client.query(**kwargs)
+            out.extend(from_av(x) for x in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class TenancyRepository:
+    """Stores and their API keys (by the key's hash)."""
+
+    def __init__(self, runner: TransactionRunner) -> None:
+        self._runner = runner
+
+    def api_key(self, key_hash: str) -> Item | None:
+        return self._runner.get(api_key_key(key_hash))
+
+    def put_store(self, store_id: str, fields: Mapping[str, Any]) -> bool:
+        """Create the store record; False if it already existed."""
+        return self._put({**store_key(store_id), "type": STORE, "storeId": store_id, **fields}, only_if_new=True)
+
+    def put_api_key(self, key_hash: str, fields: Mapping[str, Any]) -> None:
+        self._put({**api_key_key(key_hash), "type": APIKEY, **fields})
+
+    def revoke_api_key(self, key_hash: str) -> bool:
+        """Mark the key revoked; False when there is no such key."""
+        try:
+            self._runner.client.update_item(
+                TableName=self._runner.table,
+                Key=to_av(api_key_key(key_hash)),
+                UpdateExpression="SET revoked = :t",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=to_av({":t": True}),
+            )
+        except ClientError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def _put(self, item: Mapping[str, Any], *, only_if_new: bool = False) -> bool:
+        kwargs: dict[str, Any] = {"TableName": self._runner.table, "Item": to_av(item)}
+        if only_if_new:
+            kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
+        try:
+            self._runner.client.put_item(**kwargs)
+        except ClientError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True

@@ -1,0 +1,273 @@
+"""Reserving: hold every line of a cart or none, in one unit of work (docs/decisions.md).
+
+The unit writes the hold, the cart's one slot (the database keeps one active hold per
+cart) and one conditional counter move per SKU; a replaced hold ends in the same unit.
+When it is refused, every short line comes from the refusal itself, not a second read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from stockhold.data.repositories import HoldRepository, SweepIndex
+from stockhold.data.unit import UnitOfWork
+from stockhold.domain.errors import (
+    CartAlreadyReserved,
+    HeldByCheckout,
+    IdempotencyKeyReused,
+    InsufficientStock,
+    NotFound,
+    ValidationFailed,
+)
+from stockhold.domain.ids import Clock, derived_id, new_id, now_ms
+from stockhold.domain.intents import Cause, EndHold, Intent, MoveStock, PutHold, Refused, TakeCart
+from stockhold.domain.models import HeldLine, Line, Reservation, ReservationStatus
+from stockhold.domain.rules import (
+    MAX_UNIT_ACTIONS,
+    ExpirePath,
+    active_purge_at,
+    check_lines,
+    ended_purge_at,
+    reserve_moves,
+    short_lines,
+)
+from stockhold.domain.rules import hold_seconds as bounded_hold
+from stockhold.observability import count, logger
+from stockhold.settings import Settings
+from stockhold.usecases.expiry import Expiry
+from stockhold.usecases.holds import CheckoutChanged
+from stockhold.usecases.once import AGAIN, Again, settle
+
+# A checkout's own writes, made in the hold's unit (given the hold about to be made).
+Alongside = Callable[[Reservation], Sequence[Intent]]
+
+
+@dataclass
+class _Why:
+    """A refused reserve, by name."""
+
+    exists: bool = False  # a hold with this id exists: an earlier run of this request made it
+    cart_holder: str | None = None
+    cart_holder_expires_at: int | None = None
+    replaced_changed: bool = False
+    unknown: list[str] = field(default_factory=list)
+    unlimited: list[str] = field(default_factory=list)
+    limited: list[str] = field(default_factory=list)  # believed unlimited, but are not
+    short: dict[str, int] = field(default_factory=dict)  # sku -> available at the time
+    alongside_failed: bool = False
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """One reserve request, as the tries of it share it."""
+
+    store_id: str
+    cart_id: str
+    customer_id: str | None
+    lines: tuple[Line, ...]
+    hold: int  # seconds
+    rid: str
+    checkout_id: str | None
+
+    def hold_at(self, now: int, unlimited: set[str], max_extensions: int) -> Reservation:
+        """The hold this request makes if its try at ``now`` commits."""
+        return Reservation(
+            reservation_id=self.rid,
+            store_id=self.store_id,
+            cart_id=self.cart_id,
+            customer_id=self.customer_id,
+            status=ReservationStatus.ACTIVE,
+            lines=tuple(HeldLine(sku=x.sku, quantity=x.quantity, held=x.sku not in unlimited) for x in self.lines),
+            created_at=now,
+            expires_at=now + self.hold * 1000,
+            extensions_used=0,
+            max_extensions=max_extensions,
+            checkout_id=self.checkout_id,
+        )
+
+
+@dataclass
+class _Tries:
+    """What one reserve request learned from its refused tries."""
+
+    replacing: Reservation | None
+    unlimited: set[str] = field(default_factory=set)  # SKUs found unlimited: held=False
+    freed_dead_holds: bool = False
+
+
+class Reserving:
+    def __init__(
+        self,
+        holds: HoldRepository,
+        sweep: SweepIndex,
+        unit: UnitOfWork,
+        expiry: Expiry,
+        settings: Settings,
+        clock: Clock = now_ms,
+    ) -> None:
+        self._holds = holds
+        self._sweep = sweep
+        self._unit = unit
+        self._expiry = expiry
+        self._settings = settings
+        self._clock = clock
+
+    def reserve(
+        self,
+        store_id: str,
+        *,
+        cart_id: str,
+        customer_id: str | None,
+        lines: Sequence[Line],
+        hold_seconds: int | None = None,
+        replace: bool = False,
+        idempotency_key: str | None = None,
+        checkout_id: str | None = None,
+        alongside: Alongside | None = None,
+    ) -> Reservation:
+        """Hold every line or none, in one unit. A checkout passes its id and ``alongside``:
+        its own writes, in the same unit (CheckoutChanged when their conditions fail)."""
+        check_lines(lines)
+        scope = "checkout" if checkout_id else "reserve"
+        # The id derived from the key is this request's guard: a re-run finds the reservation.
+        rid = derived_id("res_", store_id, idempotency_key, scope) if idempotency_key else new_id("res_")
+        ask = _Ask(
+            store_id, cart_id, customer_id, tuple(lines), bounded_hold(self._settings, hold_seconds), rid, checkout_id
+        )
+        tried = _Tries(replacing=self._active_holder(store_id, cart_id) if replace else None)
+
+        def step() -> Reservation | Again:
+            now = self._clock()
+            res, replacing = ask.hold_at(now, tried.unlimited, self._settings.MAX_EXTENSIONS), tried.replacing
+            if replacing is not None and replacing.checkout_id and replacing.checkout_id != checkout_id:
+                raise HeldByCheckout(replacing.reservation_id, replacing.checkout_id, "cancel")
+            why = self._try(res, replacing, alongside, now)
+            if why is None:
+                count("ReservationsCreated")
+                if replacing is not None:
+                    count("ReservationsReplaced")
+                logger.info("reservation created", reservation_id=rid, lines=len(lines), hold_seconds=ask.hold)
+                return res
+            return self._refused(ask, why, tried, now)
+
+        return settle("the cart or its stock", step)
+
+    def _refused(self, ask: _Ask, why: _Why, tried: _Tries, now: int) -> Reservation | Again:
+        """What a refused try means: an earlier run's hold, another try, or the refusal itself."""
+        if why.exists:
+            return self._earlier_result(ask.store_id, ask.rid, ask.cart_id, ask.lines)
+        if why.alongside_failed:
+            raise CheckoutChanged()
+        if why.unlimited or why.limited:
+            tried.unlimited |= set(why.unlimited)
+            tried.unlimited -= set(why.limited)
+            return AGAIN
+        if why.replaced_changed:
+            tried.replacing = self._active_holder(ask.store_id, ask.cart_id)
+            return AGAIN
+        if why.cart_holder is not None:
+            if self._free_dead_cart(ask.store_id, ask.cart_id, why, now):
+                return AGAIN
+            raise CartAlreadyReserved(ask.cart_id, why.cart_holder)
+        if not tried.freed_dead_holds:
+            tried.freed_dead_holds = True
+            if self._end_dead_holds(ask.store_id, set(why.short) | set(why.unknown), now):
+                return AGAIN  # units came back: try once more within this request
+        count("ReservationsRefused")
+        raise InsufficientStock(short_lines(ask.lines, why.unknown, why.short, tried.replacing))
+
+    def _try(
+        self, res: Reservation, replacing: Reservation | None, alongside: Alongside | None, now: int
+    ) -> _Why | None:
+        """Commit the reserve's unit; None when it committed, else why it was refused."""
+        moves = reserve_moves(res, replacing)
+        extra = list(alongside(res)) if alongside else []
+        put = PutHold(res, active_purge_at(res.expires_at, self._settings))
+        take = TakeCart(res, replacing.reservation_id if replacing else None)
+        ended: list[Intent] = []
+        if replacing is not None:
+            expired = replacing.is_due(now)
+            to = ReservationStatus.EXPIRED if expired else ReservationStatus.RELEASED
+            cause = (
+                Cause("reservation_expired", reason="expired")
+                if expired
+                else Cause("reservation_released", reason="replaced")
+            )
+            ended.append(EndHold(replacing, to, now, cause, ended_purge_at(now, self._settings), None))
+        bookkeeping = 2 + len(ended) + len(extra)
+        if bookkeeping + len(moves) > MAX_UNIT_ACTIONS:
+            raise ValidationFailed(
+                f"the old and new carts together touch {len(moves)} SKUs; an atomic swap holds at most "
+                f"{MAX_UNIT_ACTIONS - bookkeeping}. Release the old reservation first.",
+                {"fields": [{"field": "items"}]},
+            )
+        move_cause = Cause("reservation_created", ref=res.reservation_id)
+        stock = [MoveStock(res.store_id, m, now, move_cause) for m in moves]
+        try:
+            self._unit.commit([put, take, *ended, *stock, *extra])
+        except Refused as refused:
+            return _why(refused, put, take, replacing, extra)
+        return None
+
+    def _free_dead_cart(self, store_id: str, cart_id: str, why: _Why, now: int) -> bool:
+        """The cart's hold is past its deadline: end it now rather than block the shopper."""
+        if why.cart_holder is None or why.cart_holder_expires_at is None or why.cart_holder_expires_at > now:
+            return False
+        outcome = self._expiry.expire(store_id, why.cart_holder, ExpirePath.REQUEST)
+        if outcome.reason in ("already_ended", "not_found"):
+            self._holds.clear_cart_slot(store_id, cart_id, why.cart_holder)
+        return outcome.reason != "not_due"
+
+    def _end_dead_holds(self, store_id: str, skus: set[str], now: int) -> bool:
+        """End holds past their deadline that hold any of ``skus``; True if any ended.
+
+        Only on the refusal path: one query per index shard for holds already due."""
+        ended = False
+        for item in self._sweep.overdue_holds(now):
+            if item.get("storeId") != store_id or not skus & {x["sku"] for x in item.get("lines", []) if x["held"]}:
+                continue
+            ended |= self._expiry.expire(store_id, item["reservationId"], ExpirePath.REQUEST).expired
+        return ended
+
+    def _active_holder(self, store_id: str, cart_id: str) -> Reservation | None:
+        holder = self._holds.cart_holder(store_id, cart_id)
+        res = self._holds.get(store_id, holder) if holder else None
+        return res if res is not None and res.status is ReservationStatus.ACTIVE else None
+
+    def _earlier_result(self, store_id: str, rid: str, cart_id: str, lines: Sequence[Line]) -> Reservation:
+        """A retried request whose unit already committed: answer what it made."""
+        earlier = self._holds.get(store_id, rid)
+        if earlier is None:
+            raise NotFound(f"no reservation {rid}")
+        if earlier.cart_id != cart_id or [(x.sku, x.quantity) for x in earlier.lines] != [
+            (x.sku, x.quantity) for x in lines
+        ]:
+            raise IdempotencyKeyReused("this Idempotency-Key was used for a different reservation")
+        return earlier
+
+
+def _why(
+    refused: Refused, put: PutHold, take: TakeCart, replacing: Reservation | None, extra: Sequence[Intent]
+) -> _Why:
+    why = _Why(exists=refused.hit(put) is not None)
+    slot = refused.hit(take)
+    if slot is not None:
+        if replacing is not None:
+            why.replaced_changed = True
+        elif slot.current:
+            why.cart_holder = slot.current["reservationId"]
+            why.cart_holder_expires_at = slot.current.get("expiresAt")
+    if refused.of(EndHold):
+        why.replaced_changed = True
+    for failed in refused.of(MoveStock):
+        move, level = failed.intent.move, failed.current
+        if level is None:
+            why.unknown.append(move.sku)
+        elif move.require_unlimited and not level.unlimited:
+            why.limited.append(move.sku)
+        elif not move.require_unlimited and level.unlimited:
+            why.unlimited.append(move.sku)
+        else:
+            why.short[move.sku] = level.available
+    why.alongside_failed = any(refused.hit(x) is not None for x in extra)
+    return why
