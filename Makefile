@@ -37,7 +37,7 @@ test: setup
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 test-unit: setup
-	$(PY) -m pytest -q tests/unit tests/template
+	$(PY) -m pytest -q -n 2 tests/unit tests/component tests/template
 
 test-integration: setup
 	$(PY) -m pytest -q tests/integration
