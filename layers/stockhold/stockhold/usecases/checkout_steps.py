@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from stockhold.domain.errors import (
@@ -38,6 +39,23 @@ _EDITABLE = frozenset({"shipping_address", "billing_address", "payment_method", 
 
 
 class CheckoutSteps(CheckoutBase):
+    def _once(
+        self,
+        store_id: str,
+        checkout_id: str,
+        key: RequestKey | None,
+        what: str,
+        step: Callable[[], CheckoutView | Again],
+    ) -> CheckoutView:
+        """A step that changes the checkout: once per Idempotency-Key, re-read while it moves."""
+        return once(
+            self._p.marks,
+            key,
+            lambda: settle(f"checkout {checkout_id}", step),
+            lambda: self.get(store_id, checkout_id),
+            what,
+        )
+
     # ----- activity, payment
 
     def update(
@@ -47,12 +65,8 @@ class CheckoutSteps(CheckoutBase):
         unknown = set(changes) - _EDITABLE
         if unknown:
             raise ValueError(f"not editable on a checkout: {sorted(unknown)}")
-        return once(
-            self._p.marks,
-            key,
-            lambda: settle(f"checkout {checkout_id}", lambda: self._update(store_id, checkout_id, changes, key)),
-            lambda: self.get(store_id, checkout_id),
-            "checkout updated",
+        return self._once(
+            store_id, checkout_id, key, "checkout updated", lambda: self._update(store_id, checkout_id, changes, key)
         )
 
     def _update(
@@ -90,12 +104,8 @@ class CheckoutSteps(CheckoutBase):
 
     def payment(self, store_id: str, checkout_id: str, key: RequestKey | None = None) -> CheckoutView:
         """Entering payment: the hold must still be live; it moves to the payment window (once)."""
-        return once(
-            self._p.marks,
-            key,
-            lambda: settle(f"checkout {checkout_id}", lambda: self._payment(store_id, checkout_id, key)),
-            lambda: self.get(store_id, checkout_id),
-            "checkout payment",
+        return self._once(
+            store_id, checkout_id, key, "checkout payment", lambda: self._payment(store_id, checkout_id, key)
         )
 
     def _payment(self, store_id: str, checkout_id: str, key: RequestKey | None) -> CheckoutView | Again:
@@ -183,12 +193,8 @@ class CheckoutSteps(CheckoutBase):
         """Release the hold at once: ``payment_failed`` -> ``active`` (start again for a fresh
         hold), ``cancelled`` -> ``abandoned``. Saying the same again changes nothing, and a
         re-run under the same key never touches a hold the shopper has made since."""
-        return once(
-            self._p.marks,
-            key,
-            lambda: settle(f"checkout {checkout_id}", lambda: self._cancel(store_id, checkout_id, reason, key)),
-            lambda: self.get(store_id, checkout_id),
-            "checkout cancelled",
+        return self._once(
+            store_id, checkout_id, key, "checkout cancelled", lambda: self._cancel(store_id, checkout_id, reason, key)
         )
 
     def _cancel(self, store_id: str, checkout_id: str, reason: str, key: RequestKey | None) -> CheckoutView | Again:
