@@ -60,10 +60,6 @@ def _invoke(event: dict[str, Any], timeout: float) -> dict[str, Any]:
         }
 
 
-def _noop() -> None:
-    return None
-
-
 def _no_init(*_: Any) -> None:
     return None
 
@@ -190,6 +186,7 @@ class WorkerPool(Executor):
         self._idle: list[_Environment] = []  # warm and free, most recently used last
         self._busy: set[_Environment] = set()
         self._starting = 0  # environments being spawned (counted against size)
+        self._warming = 0  # of those, ones started by prestart() with no call of their own yet
         self._pending: deque[_Call] = deque()
         self._closed = False
         self.started = 0  # environments started so far (cold starts)
@@ -219,13 +216,65 @@ class WorkerPool(Executor):
             self._dispatch()
         return future
 
+    def prestart(self) -> Future[bool]:
+        """Start one environment now, ahead of the first call, unless the pool has one already
+        (free, busy or starting): its init is the cold start that call would otherwise wait for.
+        A call that comes while it starts waits for it rather than starting another one. The
+        Future is done once it is ready (idle, or running that call): True if this started one,
+        False if there was one; or failed with ``EnvironmentFailed``."""
+        future: Future[bool] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self.name}: cannot prestart after shutdown")
+            if self._idle or self._busy or self._starting:
+                future.set_result(False)
+                return future
+            self._starting += 1
+            self._warming += 1
+        threading.Thread(target=self._prestarted, args=(future,), name=f"{self.name}-prestart", daemon=True).start()
+        return future
+
+    def _prestarted(self, future: Future[bool]) -> None:
+        try:
+            env = self._spawn()
+        except Exception as exc:
+            if not isinstance(exc, EnvironmentFailed):
+                exc = EnvironmentFailed("Runtime.Unknown", f"the environment did not start: {exc!r}")
+            with self._lock:
+                self._starting -= 1
+                self._warming -= 1
+                self.died += 1
+                self._dispatch()  # the calls that waited for it start environments of their own
+                self._lock.notify_all()
+            future.set_exception(exc)
+            return
+        with self._lock:
+            self._starting -= 1
+            self._warming -= 1
+            self.started += 1
+            call = self._pending.popleft() if self._pending else None
+            if call is not None:
+                self._busy.add(env)
+                self._dispatch()  # any other waiting calls: no longer waiting for this one
+            elif not self._closed:
+                self._idle.append(env)
+            self._lock.notify_all()
+        future.set_result(True)
+        if call is not None:
+            self._serve(env, call)
+        elif self._closed:
+            env.close()
+
     def _dispatch(self) -> None:
-        """Hand waiting calls to free environments, or start environments while below size (lock held)."""
+        """Hand waiting calls to free environments, or start environments while below size (lock held).
+        Calls no more than the environments prestart() is starting wait for those."""
         while self._pending:
             env: _Environment | None = None
             if self._idle:
                 env = self._idle.pop()
                 self._busy.add(env)
+            elif len(self._pending) <= self._warming:
+                return
             elif len(self._busy) + self._starting < self._size:
                 self._starting += 1
             else:
@@ -397,9 +446,12 @@ class FunctionPool:
         """How many of this function's environments died (mid-invocation or in their init)."""
         return self._pool.died
 
-    def warm(self) -> Future[None]:
-        """Start a worker now (its imports are the cold start) rather than on the first request."""
-        return self._pool.submit(_noop)
+    def warm(self) -> Future[bool]:
+        """Start an environment now (its imports are the cold start) rather than on the first
+        invocation, unless there is one already; an invocation meanwhile waits for it (no second
+        cold start). Done when it is ready (True: this started it); failed with
+        ``EnvironmentFailed`` if its init failed."""
+        return self._pool.prestart()
 
     def warm_up(self, environments: int) -> None:
         """Have at least ``environments`` environments started (at most the pool's size): as many
