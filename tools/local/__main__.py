@@ -14,25 +14,33 @@ import sys
 import threading
 import time
 
-from tools import invoke
-from tools.local.stack import LocalStack, StackConfig
+# The standard library only, so far: Java is started before the heavy imports (boto3, moto, cfn-lint).
+from tools.local.config import StackConfig, launch_dynamodb, where
+from tools.local.progress import Progress
 
 
 def main() -> int:
     started = time.monotonic()
     config = StackConfig.from_env()
-    stack = LocalStack(config)
+    progress = Progress(started)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        if not config.ddb_endpoint:
+            progress.say(f"starting DynamoDB Local ({where(config)}); Java boots while the rest loads")
+        ddb = launch_dynamodb(config)
+        from tools import invoke
+        from tools.local.stack import LocalStack
+
+        stack = LocalStack(config, ddb=ddb, progress=progress)
         stack.start()
     except Exception as exc:
         print(f"stockhold: the local stack did not start: {exc}", file=sys.stderr)
         return 1
     invoke.publish(stack)  # .local/stack.json and sam-env.json: for `make invoke` and `sam local invoke`
     url = stack.url
-    print(
+    progress.emit(
         f"""
 stockhold is running at {url}  (ready in {time.monotonic() - started:.1f} s)
   DynamoDB Local: {stack.endpoint}   tables: {", ".join(stack.tables.values())}
@@ -47,8 +55,7 @@ Try:
        -H 'Content-Type: application/json' -d '{{"cartId": "cart-1", "items": [{{"sku": "MUG", "quantity": 2}}]}}'
 
 Ctrl-C stops everything.
-""",
-        flush=True,
+"""
     )
     stop.wait()
     print("==> stopping", flush=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import template
-from tools.local.motoserver import MotoServer
+from tools.local.motoserver import ARN_ACCOUNT, REGION, MotoServer
 
 CATCH_ALL = json.dumps({"source": [{"prefix": ""}]})
 
@@ -41,7 +41,24 @@ class EventBuses:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sqs: Any = None
+        self._planned: dict[str, str] = {}
         self.names: dict[str, str] = {}  # logical id -> bus name
+
+    def plan(self, refs: dict[str, str]) -> dict[str, str]:
+        """The refs start() will add, before any bus exists (only the server's endpoint is picked):
+        the functions' environments can be made meanwhile. start() then checks it made these."""
+        buses = template.resources("AWS::Events::EventBus")
+        if not buses:
+            return {}
+        self._server.reserve()
+        out: dict[str, str] = {}
+        for logical, res in buses.items():
+            name = str(template.resolve(res["Properties"]["Name"], refs)) + self._suffix
+            self.names[logical] = name
+            arn = f"arn:aws:events:{REGION}:{ARN_ACCOUNT}:event-bus/{name}"
+            out.update({logical: name, f"{logical}.Arn": arn, f"{logical}.Name": name})
+        self._planned = out
+        return dict(out)
 
     def start(self, refs: dict[str, str]) -> dict[str, str]:
         """Create every bus and its tap; returns the refs they add ({id: name, id.Arn: arn, id.Name: name})."""
@@ -68,6 +85,8 @@ class EventBuses:
             self._taps.append((name, rule, queue))
             self.names[logical] = name
             out.update({logical: name, f"{logical}.Arn": arn, f"{logical}.Name": name})
+        if self._planned and out != self._planned:
+            raise RuntimeError(f"event buses: made {out}, not the planned {self._planned}")
         if self._log_path is not None:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_path.write_text("")  # this run's events only

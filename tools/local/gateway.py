@@ -30,7 +30,8 @@ class AuthorizerConfig:
     ttl: int
 
 
-def _authorizer() -> AuthorizerConfig | None:
+def default_authorizer() -> AuthorizerConfig | None:
+    """The template's default authorizer of the API (None: no authorizer)."""
     for api in template.resources("AWS::Serverless::Api").values():
         auth = api["Properties"].get("Auth", {})
         name = auth.get("DefaultAuthorizer")
@@ -70,7 +71,7 @@ class Gateway:
         self._pools = pools
         self._stage = stage
         self._routes = apigw.routes()
-        self._auth = _authorizer()
+        self._auth = default_authorizer()
         self._responses = _gateway_responses()
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()

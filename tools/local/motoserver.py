@@ -11,13 +11,18 @@ import json
 import logging
 import socket
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
-from moto.server import ThreadedMotoServer
+
+if TYPE_CHECKING:
+    from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
+# The account moto puts in the ARNs it makes for the dummy credentials of client(): its default
+# (moto.core.DEFAULT_ACCOUNT_ID; not imported for it, moto is imported only when a server starts).
+ARN_ACCOUNT = "123456789012"
 
 
 def _free_port() -> int:
@@ -29,22 +34,39 @@ def _free_port() -> int:
 class MotoServer:
     def __init__(self) -> None:
         self._server: ThreadedMotoServer | None = None
+        self._port: int | None = None
         self.endpoint = ""
 
     @property
     def running(self) -> bool:
         return self._server is not None
 
+    def reserve(self) -> str:
+        """Its endpoint URL, before it starts (a free port is picked now, bound by start()): the
+        functions' environments can then be made, and their workers started, meanwhile."""
+        if self._port is None:
+            self._port = _free_port()
+            self.endpoint = f"http://127.0.0.1:{self._port}"
+        return self.endpoint
+
     def start(self) -> str:
         """Start the server (once); returns its endpoint URL."""
         if self._server is None:
+            from moto.server import ThreadedMotoServer
+
             # werkzeug would log every request (the event-bus tap polls once a second) at INFO.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
-            port = _free_port()
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            self.reserve()
+            assert self._port is not None
+            # moto's server thread would die on a taken port, and its start() wait for ever.
+            try:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", self._port))
+            except OSError as exc:
+                raise RuntimeError(f"moto server: port {self._port} was taken meanwhile ({exc})") from exc
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
             server.start()
             self._server = server
-            self.endpoint = f"http://127.0.0.1:{port}"
         return self.endpoint
 
     def configure(self, config: dict[str, Any]) -> None:
@@ -70,4 +92,5 @@ class MotoServer:
         if self._server is not None:
             self._server.stop()
             self._server = None
-            self.endpoint = ""
+        self._port = None
+        self.endpoint = ""

@@ -1,4 +1,13 @@
-"""Start and stop the whole local stack, everything read from template.yaml."""
+"""Start and stop the whole local stack, everything read from template.yaml.
+
+Start-up does independent parts at once. DynamoDB Local's JVM boots (begun first: before this
+module's heavy imports when ``make run`` starts it) while the HTTP API's functions import their
+handlers in their first environments (every name and ARN is known before anything exists, so
+their environments are too); then the tables (in parallel) and the demo store, and the HTTP API
+answers. Then moto (state machines, event buses), the stream and schedule sources, and in the
+background the first environments of the functions only events invoke (as Lambda would start
+them on their first event, only earlier). start() returns when all but that last part is ready.
+Progress lines say what is starting and when each part is ready."""
 
 from __future__ import annotations
 
@@ -7,63 +16,40 @@ import sys
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import boto3
 
 from tools import template
-from tools.ddblocal import LOCAL_DIR, DynamoDBLocal, client_kwargs
+from tools.ddblocal import DynamoDBLocal, client_kwargs
+from tools.local.config import StackConfig, launch_dynamodb, where
 from tools.local.eventbuses import EventBuses
 from tools.local.functions import FunctionPool
-from tools.local.gateway import Gateway
+from tools.local.gateway import Gateway, default_authorizer
 from tools.local.motoserver import MotoServer
+from tools.local.progress import Progress
 from tools.local.schedules import Schedule
 from tools.local.statemachines import StateMachines, lambda_arn
 from tools.local.streams import StreamSource
 
+__all__ = ["DEMO_SKUS", "REGION", "LocalStack", "StackConfig"]
+
 REGION = "us-east-1"
 DEMO_SKUS = {"TSHIRT-M": 20, "MUG": 5, "POSTER": 1}
-
-
-@dataclass
-class StackConfig:
-    host: str = "127.0.0.1"
-    port: int = 3000
-    data_dir: Path | None = None
-    admin_key: str = "local-admin"
-    storefront_key: str = "local-storefront"
-    concurrency: int = 4
-    seed: bool = True
-    ddb_endpoint: str | None = None  # use a running DynamoDB Local instead of starting one
-    table_suffix: str = ""
-    schedule_seconds: float | None = None  # run every schedule at this period instead of its rate
-    events_log: Path | None = None  # every published event, one JSON per line (make run: .local/events.jsonl)
-    overrides: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
-        env = dict(os.environ if env is None else env)
-        data = env.get("STOCKHOLD_DATA_DIR")
-        events = env.get("STOCKHOLD_EVENTS_LOG", str(LOCAL_DIR / "events.jsonl"))  # "" = none
-        return cls(
-            port=int(env.get("STOCKHOLD_PORT", "3000")),
-            data_dir=Path(data) if data else None,
-            admin_key=env.get("STOCKHOLD_ADMIN_KEY", "local-admin"),
-            storefront_key=env.get("STOCKHOLD_STOREFRONT_KEY", "local-storefront"),
-            concurrency=int(env.get("STOCKHOLD_CONCURRENCY", "4")),
-            events_log=Path(events) if events else None,
-            overrides=env,
-        )
+JAVA = "DynamoDB Local (Java)"
 
 
 class LocalStack:
-    def __init__(self, config: StackConfig) -> None:
+    def __init__(
+        self, config: StackConfig, *, ddb: DynamoDBLocal | None = None, progress: Progress | None = None
+    ) -> None:
+        """``ddb``: a DynamoDB Local already launched for this stack (``config.launch_dynamodb``),
+        not yet answering; the stack waits for it and stops it. ``progress``: where start-up
+        progress goes (its clock is the stack's; default: starts with start())."""
         self.config = config
-        self.ddb: DynamoDBLocal | None = None
+        self.ddb: DynamoDBLocal | None = ddb
         self.endpoint = ""
         self.tables: dict[str, str] = {}
         self.pools: dict[str, FunctionPool] = {}
@@ -74,6 +60,7 @@ class LocalStack:
         self.name_suffix = "-" + uuid.uuid4().hex[:6]
         self.state_machines = StateMachines(lambda: self.pools, self.moto, self.name_suffix)
         self.event_buses = EventBuses(self.moto, suffix=config.table_suffix, log_path=config.events_log)
+        self.progress = progress
         self._extra_refs: dict[str, str] = {}
         self._server: ThreadingHTTPServer | None = None
         self._server_thread: threading.Thread | None = None
@@ -91,39 +78,69 @@ class LocalStack:
     # ------------------------------------------------------------------ start
 
     def start(self) -> LocalStack:
+        if self.progress is None:
+            self.progress = Progress()
         try:
-            self._start_dynamodb()
+            self._launch_dynamodb()
+            # Every name and ARN is known before anything exists, so every function's environment
+            # is too: the HTTP API's functions start their first environments now, while Java starts.
+            self.tables = {
+                req["_logical"]: req["_logical"] + self.config.table_suffix for req in template.create_table_requests()
+            }
+            self._extra_refs.update(self.state_machines.plan())
+            self._extra_refs.update(self.event_buses.plan(self._refs()))
+            self._make_pools()
+            api = self._http_functions()
+            warming = self._warm(api)
+            if self._wait_dynamodb():  # it came up on another port: environments made for the old one go
+                for pool in self.pools.values():
+                    pool.shutdown()
+                self._make_pools()
+                warming = self._warm(api)
             self._create_tables()
-            self._extra_refs.update(self.state_machines.start(self._refs()))
-            if self.state_machines.arns:
-                self._say(f"state machines: {', '.join(self.state_machines.arns)} (moto's Step Functions interpreter)")
-            self._extra_refs.update(self.event_buses.start(self._refs()))
-            if self.event_buses.names:
-                where = f"; also in {self.config.events_log}" if self.config.events_log else ""
-                self._say(
-                    f"event buses: {', '.join(self.event_buses.names.values())} (moto; printed as [event]{where})"
-                )
-            self._start_functions()
             if self.config.seed:
                 self._seed()
+            for started in warming.values():
+                started.result()  # an HTTP function whose init fails: the stack does not start
             self._start_http()
+            # No HTTP function calls Step Functions or EventBridge; only the stream consumers do,
+            # and they start after moto (TRIM_HORIZON: a write meanwhile waits in the stream).
+            self._start_moto()
             self._start_event_sources()
+            self._warm([name for name in self.pools if name not in api], background=True)
         except BaseException:
             self.stop()
             raise
+        finally:
+            self.progress.close()
         return self
 
     def _say(self, message: str) -> None:
-        print(f"==> {message}", flush=True)
+        if self.progress is None:
+            self.progress = Progress()
+        self.progress.say(message)
 
-    def _start_dynamodb(self) -> None:
+    def _launch_dynamodb(self) -> None:
         if self.config.ddb_endpoint:
             self.endpoint = self.config.ddb_endpoint
             return
-        where = f"data in {self.config.data_dir}" if self.config.data_dir else "in memory"
-        self._say(f"starting DynamoDB Local ({where})")
-        self.ddb = DynamoDBLocal().start(db_path=self.config.data_dir, shared_db=True)
+        if self.ddb is None:
+            self._say(f"starting DynamoDB Local ({where(self.config)})")
+            self.ddb = launch_dynamodb(self.config)
+        assert self.ddb is not None and self.progress is not None
+        self.progress.begin(JAVA)
         self.endpoint = self.ddb.endpoint_url
+
+    def _wait_dynamodb(self) -> bool:
+        """Wait until DynamoDB Local answers; True if its endpoint is not the one planned with."""
+        if self.ddb is None:
+            return False
+        assert self.progress is not None
+        self.ddb.wait_ready()
+        self.progress.end(JAVA, f"DynamoDB Local ready on {self.ddb.endpoint_url} ({where(self.config)})")
+        moved = self.ddb.endpoint_url != self.endpoint
+        self.endpoint = self.ddb.endpoint_url
+        return moved
 
     def _client(self, service: str) -> Any:
         return boto3.client(service, **client_kwargs(self.endpoint))
@@ -131,14 +148,31 @@ class LocalStack:
     def _create_tables(self) -> None:
         client = self._client("dynamodb")
         existing = set(client.list_tables()["TableNames"])
-        names = {
-            req["_logical"]: req["_logical"] + self.config.table_suffix for req in template.create_table_requests()
-        }
-        missing = {k: v for k, v in names.items() if v not in existing}
-        if missing:
-            template.create_tables(client, missing)
-        self.tables = names
-        self._say(f"tables ready: {', '.join(names.values())} (as template.yaml declares them)")
+        missing = [req for req in template.create_table_requests(self.tables) if req["TableName"] not in existing]
+
+        def create(req: dict[str, Any]) -> None:
+            ttl = req.pop("_ttl")
+            req.pop("_logical")
+            client.create_table(**req)
+            client.get_waiter("table_exists").wait(TableName=req["TableName"])
+            if ttl:
+                client.update_time_to_live(
+                    TableName=req["TableName"], TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
+                )
+
+        if missing:  # all at once (a boto3 client may be shared by threads)
+            with ThreadPoolExecutor(len(missing), thread_name_prefix="create-table") as creating:
+                list(creating.map(create, missing))
+        self._say(f"tables ready: {', '.join(self.tables.values())} (as template.yaml declares them)")
+
+    def _start_moto(self) -> None:
+        self.state_machines.start(self._refs())
+        if self.state_machines.arns:
+            self._say(f"state machines: {', '.join(self.state_machines.arns)} (moto's Step Functions interpreter)")
+        self.event_buses.start(self._refs())
+        if self.event_buses.names:
+            also = f"; also in {self.config.events_log}" if self.config.events_log else ""
+            self._say(f"event buses: {', '.join(self.event_buses.names.values())} (moto; printed as [event]{also})")
 
     def _refs(self) -> dict[str, str]:
         refs: dict[str, str] = dict(template.parameter_defaults())
@@ -180,10 +214,9 @@ class LocalStack:
             **env,
         }
 
-    def _start_functions(self) -> None:
-        specs = template.functions()
-        self._say(f"starting {len(specs)} functions: {', '.join(specs)}")
-        for name, spec in specs.items():
+    def _make_pools(self) -> None:
+        """A pool per function (no environment started yet)."""
+        for name, spec in template.functions().items():
             timeout = float(template.load()["Resources"][name]["Properties"].get("Timeout", 10))
             self.pools[name] = FunctionPool(
                 str(name),
@@ -194,8 +227,48 @@ class LocalStack:
                 concurrency=self.config.concurrency,
                 timeout=timeout,
             )
-        for warming in [pool.warm() for pool in self.pools.values()]:  # all at once
-            warming.result()
+
+    def _http_functions(self) -> list[str]:
+        """The functions an HTTP request can need: the routes' and the default authorizer's."""
+        needed = {function for _, _, function, _ in template.api_routes()}
+        authorizer = default_authorizer()
+        if authorizer is not None:
+            needed.add(authorizer.function)
+        return [name for name in self.pools if name in needed]
+
+    def _warm(self, names: list[str], *, background: bool = False) -> dict[str, Future[bool]]:
+        """Start the first environment of each function now, all at once (each one's init, its cold
+        start, runs in its own process); a progress line as each is ready."""
+        if not names:
+            return {}
+        assert self.progress is not None
+        progress = self.progress
+        if background:
+            progress.say(f"starting the other functions' first environments: {', '.join(names)}")
+        else:
+            progress.say(f"starting the first environment of {', '.join(names)} (the HTTP API's functions)")
+        out: dict[str, Future[bool]] = {}
+        for name in names:
+            part = f"{name} (cold start)"
+            progress.begin(part)
+            try:
+                started = self.pools[name].warm()
+            except RuntimeError:  # stopped meanwhile
+                progress.end(part)
+                continue
+
+            def ready(future: Future[bool], name: str = name, part: str = part) -> None:
+                exc = future.exception()
+                if exc is None:
+                    progress.end(part, f"{name} ready (cold start {{took}})" if future.result() else None)
+                else:
+                    progress.end(part)
+                    if background:  # as in Lambda, its invocations fail with this until it starts
+                        sys.stderr.write(f"[{name}] its first environment did not start: {exc}\n")
+
+            started.add_done_callback(ready)
+            out[name] = started
+        return out
 
     def _seed(self) -> None:
         from stockhold.domain.ids import now_ms
@@ -260,6 +333,7 @@ class LocalStack:
         self._server.daemon_threads = True
         self._server_thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
         self._server_thread.start()
+        self._say(f"HTTP API answering on {self.url}")
 
     def _start_event_sources(self) -> None:
         streams = self._client("dynamodbstreams")

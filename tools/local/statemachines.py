@@ -11,7 +11,7 @@ from typing import Any
 
 from tools import lambda_hook, template
 from tools.local.functions import FunctionPool
-from tools.local.motoserver import ACCOUNT, REGION, MotoServer
+from tools.local.motoserver import ACCOUNT, ARN_ACCOUNT, REGION, MotoServer
 
 
 def stop_waits_for_start() -> None:
@@ -68,6 +68,11 @@ def lambda_arn(logical_id: str, suffix: str = "") -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}{suffix}"
 
 
+def state_machine_arn(name: str) -> str:
+    """The ARN moto (like AWS) gives a state machine of this name."""
+    return f"arn:aws:states:{REGION}:{ARN_ACCOUNT}:stateMachine:{name}"
+
+
 class StateMachines:
     def __init__(
         self, pools: Callable[[], dict[str, FunctionPool]], server: MotoServer | None = None, suffix: str = ""
@@ -82,6 +87,18 @@ class StateMachines:
         self._hook: Any = None
         self.endpoint = ""
         self.arns: dict[str, str] = {}
+        self._planned: dict[str, str] = {}
+
+    def plan(self) -> dict[str, str]:
+        """{logical id: ARN} of every state machine, before any exists (the server is not started
+        yet, only its endpoint picked): the functions' environments can be made meanwhile.
+        start() then checks it made exactly these."""
+        machines = template.resources("AWS::Serverless::StateMachine")
+        if not machines:
+            return {}
+        self.endpoint = self._server.reserve()
+        self._planned = {logical: state_machine_arn(logical + self.suffix) for logical in machines}
+        return dict(self._planned)
 
     def start(self, refs: dict[str, str]) -> dict[str, str]:
         """Create every state machine; returns {logical id: ARN} (what ``!Ref`` gives)."""
@@ -105,6 +122,8 @@ class StateMachines:
                 roleArn=f"arn:aws:iam::{ACCOUNT}:role/{logical}",
                 type=props.get("Type", "STANDARD"),
             )["stateMachineArn"]
+            if self._planned and self.arns[logical] != self._planned.get(logical):
+                raise RuntimeError(f"state machine {logical} is {self.arns[logical]}, not {self._planned.get(logical)}")
         return self.arns
 
     def _dispatch(self, function: str, event: Any) -> tuple[Any, str | None] | None:

@@ -22,8 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from moto.events.models import EventPattern
-
 from tools.local.functions import FunctionPool
 
 log = logging.getLogger("stockhold.local")
@@ -75,6 +73,8 @@ class StreamSource:
         self._bisect = bool(properties.get("BisectBatchOnFunctionError", False))
         self._start = properties.get("StartingPosition", "LATEST")
         filters = properties.get("FilterCriteria", {}).get("Filters", [])
+        from moto.events.models import EventPattern  # here: `make run` imports moto only once its API answers
+
         self._patterns = [EventPattern(None, json.loads(f["Pattern"])) for f in filters]
         self._poll = poll_seconds
         self._stop = threading.Event()
