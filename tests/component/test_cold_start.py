@@ -1,0 +1,78 @@
+"""What a cold start of the API function does, and what it leaves for later (docs/deploy.md, "Cold start").
+
+Each check imports the function in a fresh interpreter with the Lambda-like import path
+(layer, function folder, repository root), as Lambda and `make bench` do: whatever the
+import does, every cold start pays for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+IMPORT_PATH = os.pathsep.join(str(ROOT / p) for p in ("layers/stockhold", "functions/api", "."))
+
+
+def fresh(code: str, **env: str | None) -> Any:
+    """Run ``code`` after ``import app`` in a new interpreter; it prints one JSON value, returned here."""
+    child_env = {**os.environ, "PYTHONPATH": IMPORT_PATH}
+    for name, value in env.items():
+        if value is None:
+            child_env.pop(name, None)
+        else:
+            child_env[name] = value
+    script = "import json, sys\nimport app\n" + code
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=child_env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_where_tracing_is_off_the_x_ray_sdk_is_not_imported() -> None:
+    got = fresh(
+        "from stockhold.observability import tracer\n"
+        "print(json.dumps([tracer.disabled, 'aws_xray_sdk.core' in sys.modules]))",
+        POWERTOOLS_TRACE_DISABLED="true",
+    )
+    assert got == [True, False]
+
+
+def test_where_tracing_is_on_the_tracer_records_to_x_ray() -> None:
+    got = fresh(
+        "from stockhold.observability import tracer\n"
+        "print(json.dumps([bool(tracer.disabled), type(tracer.provider).__module__.split('.')[0]]))",
+        POWERTOOLS_TRACE_DISABLED=None,
+        LAMBDA_TASK_ROOT=str(ROOT / "functions" / "api"),
+        AWS_LAMBDA_FUNCTION_NAME="stockhold-api",
+        AWS_XRAY_CONTEXT_MISSING="IGNORE_ERROR",
+    )
+    assert got == [False, "aws_xray_sdk"]
+
+
+def test_a_disabled_tracer_passes_answers_and_errors_through() -> None:
+    from stockhold.observability import tracer
+
+    @tracer.capture_lambda_handler
+    def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+        if event.get("fail"):
+            raise ValueError("boom")
+        return {"statusCode": 200}
+
+    @tracer.capture_method
+    def step(n: int) -> int:
+        return n + 1
+
+    assert handler({}, None) == {"statusCode": 200}
+    assert step(1) == 2
+    try:
+        handler({"fail": True}, None)
+    except ValueError as exc:
+        assert str(exc) == "boom"
+    else:
+        raise AssertionError("the error was swallowed")
