@@ -8,14 +8,11 @@ requests that carry an ``Idempotency-Key`` in Powertools idempotency.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openapi_doc
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError, ValidationException
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from http_common import RouteAccess, error_response, idempotent_resolve, precheck, validation_details
 from routes import audit, checkouts, orders, reservations, stock
 
@@ -23,6 +20,9 @@ from stockhold import actor
 from stockhold.domain.errors import StockholdError
 from stockhold.observability import logger, metrics, tracer
 from stockhold.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = APIGatewayRestResolver(enable_validation=True)
 app.include_router(stock.router)
@@ -47,7 +47,12 @@ GET /openapi.json, and the template's Parameter defaults in the checked-in docs/
 
 def openapi_json(settings: Settings | None = None) -> str:
     """The OpenAPI document, generated from the routes and models. Configured bounds come from
-    ``settings``: the template's defaults (``Settings()``) unless given; docs/openapi.json is this."""
+    ``settings``: the template's defaults (``Settings()``) unless given; docs/openapi.json is this.
+    Generated when asked, never at import: the OpenAPI models (Powertools builds them as they are
+    imported) and the schema generation are no part of a cold start."""
+    import openapi_doc
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
     generated = app.get_openapi_json_schema(
         title="stockhold",
         version="1.0.0",

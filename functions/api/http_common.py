@@ -13,23 +13,13 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Route
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stockhold.api_outputs import ErrorOut
 from stockhold.domain.errors import Forbidden, StockholdError, Unauthorized
@@ -37,6 +27,10 @@ from stockhold.domain.models import Role
 from stockhold.observability import logger
 from stockhold.usecases.tenancy import Principal
 from stockhold.wiring import dynamodb_client, services
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -219,7 +213,18 @@ class RouteAccess:
     def __init__(self, app: APIGatewayRestResolver) -> None:
         # Powertools' own order of resolution: static routes, then dynamic ones; first match wins.
         self._routes: list[Route] = [*app._static_routes, *app._dynamic_routes]
-        self.admin_routes: tuple[Route, ...] = tuple(r for r in self._routes if _calls_caller_as_admin(r.func))
+
+    @property
+    def admin_routes(self) -> tuple[Route, ...]:
+        """Every admin-only route (the OpenAPI document and the tests ask; a request asks ``is_admin``)."""
+        return tuple(r for r in self._routes if self.is_admin(r))
+
+    @staticmethod
+    @cache
+    def is_admin(route: Route) -> bool:
+        """Read from the handler's source once per route and container, when a request first needs it:
+        parsing every handler at import took a cold start's time for routes it never called."""
+        return _calls_caller_as_admin(route.func)
 
     def route(self, method: str, path: str) -> Route | None:
         """The route Powertools would run for this method and path."""
@@ -227,7 +232,7 @@ class RouteAccess:
 
     def refused(self, event: dict[str, Any]) -> dict[str, Any] | None:
         route = self.route(str(event.get("httpMethod", "")).upper(), str(event.get("path") or ""))
-        if route is None or route not in self.admin_routes:
+        if route is None or not self.is_admin(route):
             return None
         try:
             caller(APIGatewayProxyEvent(event), admin=True)
@@ -393,11 +398,18 @@ _LIVE: ContextVar[tuple[APIGatewayRestResolver, dict[str, Any], LambdaContext]] 
 
 
 def _idempotent_runner() -> Any:
-    """Built once per container (per Services: tests swap them) around the Powertools persistence layer."""
+    """Built once per container (per Services: tests swap them) around the Powertools persistence layer,
+    on the first keyed request: Powertools' idempotency package is imported then, not at cold start."""
     current = services()
     cached = _RUNNER.get("for")
     if cached is current:
         return _RUNNER["runner"]
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
     settings = current.settings
     config = IdempotencyConfig(
         event_key_jmespath="[storeId, role, key]",
@@ -441,6 +453,11 @@ def idempotent_resolve(app: APIGatewayRestResolver, event: dict[str, Any], conte
     except ValueError:
         pass  # compared as text; the resolver answers 400 for it
     config, run = _idempotent_runner()
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
     config.register_lambda_context(context)
     request = {
         "storeId": store_id,

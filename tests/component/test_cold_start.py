@@ -76,3 +76,21 @@ def test_a_disabled_tracer_passes_answers_and_errors_through() -> None:
         assert str(exc) == "boom"
     else:
         raise AssertionError("the error was swallowed")
+
+
+def test_importing_the_api_function_generates_no_openapi_document_and_loads_no_idempotency() -> None:
+    got = fresh(
+        "print(json.dumps(sorted(m for m in ('aws_lambda_powertools.event_handler.openapi.models',"
+        " 'aws_lambda_powertools.utilities.idempotency', 'openapi_doc') if m in sys.modules)))"
+    )
+    assert got == []
+
+
+def test_admin_routes_are_read_from_the_handlers_only_when_asked() -> None:
+    got = fresh(
+        "from http_common import RouteAccess\n"
+        "before = RouteAccess.is_admin.cache_info().currsize\n"
+        "admin = sorted(r.operation_id for r in app.ACCESS.admin_routes)\n"
+        "print(json.dumps([before, 'putStock' in admin, 'getStock' in admin]))"
+    )
+    assert got == [0, True, False]
