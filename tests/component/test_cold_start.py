@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,39 @@ def test_admin_routes_are_read_from_the_handlers_only_when_asked() -> None:
         "print(json.dumps([before, 'putStock' in admin, 'getStock' in admin]))"
     )
     assert got == [0, True, False]
+
+
+LATER = (
+    "stockhold.usecases.checkout",
+    "stockhold.usecases.checkout_view",
+    "stockhold.usecases.reserve",
+    "stockhold.usecases.holds",
+    "stockhold.usecases.reconcile",
+    "stockhold.data.audit",
+    "stockhold.data.audit_store",
+)
+
+
+def test_the_import_makes_no_client_and_a_stock_read_builds_only_the_stock_code() -> None:
+    got = fresh(
+        "from stockhold import wiring\n"
+        f"later = {LATER!r}\n"
+        "at_import = [wiring.dynamodb_client.cache_info().currsize, wiring.services.cache_info().currsize,"
+        " [m for m in later if m in sys.modules]]\n"
+        "wiring.services().stock\n"
+        "print(json.dumps([at_import, [m for m in later if m in sys.modules]]))"
+    )
+    assert got == [[0, 0, []], []]
+
+
+def test_each_use_case_is_built_once_and_shared_even_when_threads_ask_at_once() -> None:
+    import boto3
+
+    from stockhold.settings import Settings
+    from stockhold.wiring import build
+
+    svc = build(boto3.client("dynamodb", region_name="us-east-1"), Settings())
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seen = list(pool.map(lambda _: (svc.checkouts, svc.reserving, svc.expiry, svc.runner), range(32)))
+    assert len({tuple(map(id, objs)) for objs in seen}) == 1
+    assert (svc.checkouts, svc.reserving, svc.expiry, svc.runner) == seen[0]

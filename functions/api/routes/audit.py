@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from functools import cache
+from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -11,16 +12,26 @@ from http_common import answers, caller
 
 from stockhold.api_models import SKU_PATTERN
 from stockhold.api_outputs import AuditEntityOut, AuditEntryOut, AuditPageOut
-from stockhold.data.audit import AuditEntry, Trail
 from stockhold.domain.errors import ValidationFailed
 from stockhold.domain.models import rfc3339
 from stockhold.wiring import services
 
+if TYPE_CHECKING:
+    from stockhold.data.audit import AuditEntry, Trail
+
 router = APIGatewayRouter()
-# Query parameter -> the trail it lists.
-TRAILS = {"reservationId": Trail.RESERVATION, "sku": Trail.SKU, "orderId": Trail.ORDER, "checkoutId": Trail.CHECKOUT}
-_KNOWN = {*TRAILS, "limit", "nextToken"}
+# The query parameters that name a trail; the audit rules are imported by the first GET /audit.
+_BY = ("reservationId", "sku", "orderId", "checkoutId")
+_KNOWN = {*_BY, "limit", "nextToken"}
 _IDENT = r"^[\x21-\x7e]+$"
+
+
+@cache
+def trails() -> dict[str, Trail]:
+    """Query parameter -> the trail it lists."""
+    from stockhold.data.audit import Trail
+
+    return dict(zip(_BY, (Trail.RESERVATION, Trail.SKU, Trail.ORDER, Trail.CHECKOUT), strict=True))
 
 
 def _out(entry: AuditEntry) -> AuditEntryOut:
@@ -65,14 +76,14 @@ def get_audit(
     asked = {"reservationId": reservation_id, "sku": sku, "orderId": order_id, "checkoutId": checkout_id}
     given = {name: value for name, value in asked.items() if value is not None}
     if len(given) != 1:
-        names = sorted(given) if given else sorted(TRAILS)
+        names = sorted(given) if given else sorted(_BY)
         raise ValidationFailed(
             "give exactly one of reservationId, sku, orderId, checkoutId"
             + (f" (got {', '.join(names)})" if given else ""),
             {"fields": [{"field": f"query.{n}"} for n in names]},
         )
     ((name, value),) = given.items()
-    page = services().audit.trail(who.store_id, TRAILS[name], value, limit=limit, next_token=next_token)
+    page = services().audit.trail(who.store_id, trails()[name], value, limit=limit, next_token=next_token)
     return Response(
         200, "application/json", AuditPageOut(items=[_out(x) for x in page.items], next_token=page.next_token)
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
@@ -14,8 +14,10 @@ from stockhold.api_models import CheckoutCancelIn, CheckoutIn, CheckoutUpdateIn,
 from stockhold.api_outputs import CheckoutOut, OrderOut
 from stockhold.domain.ids import now_ms
 from stockhold.domain.models import Line
-from stockhold.usecases.checkout_view import CheckoutView
 from stockhold.wiring import services
+
+if TYPE_CHECKING:
+    from stockhold.usecases.checkout_view import CheckoutView
 
 router = APIGatewayRouter()
 CheckoutId = Annotated[str, Path(min_length=1, max_length=64, description="The checkout id")]

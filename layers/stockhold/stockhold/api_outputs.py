@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from stockhold.domain.models import CheckoutStatus, Order, Reservation, ReservationStatus, StockLevel, rfc3339
 from stockhold.domain.rules import LineCheck
-from stockhold.usecases.checkout_view import CheckoutView
+
+if TYPE_CHECKING:
+    from stockhold.usecases.checkout_view import CheckoutView
 
 
 class ApiOutput(BaseModel):

@@ -3,42 +3,41 @@
 Created lazily and once (Lambda reuses the container), so tests can set the
 environment first and reset with ``reset()``. ``AWS_ENDPOINT_URL_DYNAMODB`` (a
 standard boto3 setting) points everything at DynamoDB Local.
+
+Each use case is built, and its module imported, the first time something asks for it:
+a cold start pays for what its request uses (GET /stock/{sku} never imports the checkout
+or audit code), and every later request finds the same objects. Nothing here is made at
+import: no client, no connection, no id or randomness.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 import boto3
 from botocore.config import Config
 
-from stockhold.data.audit_store import AuditStore
-from stockhold.data.repositories import (
-    CheckoutRepository,
-    HoldRepository,
-    OrderRepository,
-    StockRepository,
-    SweepIndex,
-    TenancyRepository,
-)
-from stockhold.data.transactions import TransactionRunner
-from stockhold.data.unit import UnitOfWork
 from stockhold.domain.ids import Clock, now_ms
 from stockhold.settings import Settings, get_settings
-from stockhold.usecases.checkout import CheckoutService
-from stockhold.usecases.checkout_view import CheckoutParts
-from stockhold.usecases.ending import Ender
-from stockhold.usecases.expiry import Expiry
-from stockhold.usecases.holds import Holds
-from stockhold.usecases.orders import OrderService
-from stockhold.usecases.reconcile import Reconciler
-from stockhold.usecases.reserve import Reserving
-from stockhold.usecases.stock import StockService
-from stockhold.usecases.tenancy import Tenancy
+
+if TYPE_CHECKING:
+    from stockhold.data.audit_store import AuditStore
+    from stockhold.data.repositories import HoldRepository, OrderRepository, StockRepository, SweepIndex
+    from stockhold.data.transactions import TransactionRunner
+    from stockhold.data.unit import UnitOfWork
+    from stockhold.usecases.checkout import CheckoutService
+    from stockhold.usecases.ending import Ender
+    from stockhold.usecases.expiry import Expiry
+    from stockhold.usecases.holds import Holds
+    from stockhold.usecases.orders import OrderService
+    from stockhold.usecases.reconcile import Reconciler
+    from stockhold.usecases.reserve import Reserving
+    from stockhold.usecases.stock import StockService
+    from stockhold.usecases.tenancy import Tenancy
 
 _CLIENT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 4},
@@ -65,19 +64,169 @@ def events_client() -> Any:
     return boto3.client("events", config=_CLIENT_CONFIG)
 
 
-@dataclass(frozen=True)
+_T = TypeVar("_T")
+_BUILDING = threading.RLock()
+
+
+class _once(cached_property[_T]):
+    """``cached_property`` built under one lock, so threads asking at once (the races of the tests)
+    share one object. Once built it lives in the instance's ``__dict__``: no lock after that."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> _T: ...
+    def __get__(self, instance: object | None, owner: type[Any] | None = None) -> _T | Self:
+        if instance is None:
+            return self
+        with _BUILDING:
+            return super().__get__(instance, owner)
+
+
 class Services:
-    settings: Settings
-    runner: TransactionRunner
-    stock: StockService
-    reserving: Reserving
-    holds: Holds
-    expiry: Expiry
-    checkouts: CheckoutService
-    orders: OrderService
-    tenancy: Tenancy
-    reconciler: Reconciler
-    audit: AuditStore
+    """Every use case wired to one table through ``client`` (tests pass their own clock and sleep).
+    Each is built on first use and then kept: the same objects, shared as if built at once."""
+
+    def __init__(
+        self,
+        client: Any,
+        settings: Settings,
+        clock: Clock = now_ms,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self.settings = settings
+        self._clock = clock
+        self._sleep = sleep
+
+    # --- data access
+    @_once
+    def runner(self) -> TransactionRunner:
+        from stockhold.data.transactions import TransactionRunner
+
+        return TransactionRunner(
+            self._client,
+            self.settings.TABLE_NAME,
+            sleep=self._sleep,
+            mark_ttl_seconds=self.settings.IDEMPOTENCY_TTL_SECONDS,
+        )
+
+    @_once
+    def _unit(self) -> UnitOfWork:
+        from stockhold.data.unit import UnitOfWork
+
+        return UnitOfWork(self.runner)
+
+    @_once
+    def _stock_repo(self) -> StockRepository:
+        from stockhold.data.repositories import StockRepository
+
+        return StockRepository(self.runner)
+
+    @_once
+    def _holds_repo(self) -> HoldRepository:
+        from stockhold.data.repositories import HoldRepository
+
+        return HoldRepository(self.runner)
+
+    @_once
+    def _orders_repo(self) -> OrderRepository:
+        from stockhold.data.repositories import OrderRepository
+
+        return OrderRepository(self.runner)
+
+    @_once
+    def _sweep(self) -> SweepIndex:
+        from stockhold.data.repositories import SweepIndex
+
+        return SweepIndex(self.runner)
+
+    @_once
+    def audit(self) -> AuditStore:
+        from stockhold.data.audit_store import AuditStore
+
+        return AuditStore(self._client, self.settings.TABLE_NAME, retention_days=self.settings.AUDIT_RETENTION_DAYS)
+
+    # --- use cases
+    @_once
+    def _ender(self) -> Ender:
+        from stockhold.usecases.ending import Ender
+
+        return Ender(self._unit, self.settings)
+
+    @_once
+    def expiry(self) -> Expiry:
+        from stockhold.usecases.expiry import Expiry
+
+        return Expiry(self._holds_repo, self._unit, self._ender, self.settings, self._clock)
+
+    @_once
+    def holds(self) -> Holds:
+        from stockhold.usecases.holds import Holds
+
+        return Holds(
+            self._holds_repo,
+            self._orders_repo,
+            self._unit,
+            self.runner,
+            self._ender,
+            self.expiry,
+            self.settings,
+            self._clock,
+        )
+
+    @_once
+    def reserving(self) -> Reserving:
+        from stockhold.usecases.reserve import Reserving
+
+        return Reserving(self._holds_repo, self._sweep, self._unit, self.expiry, self.settings, self._clock)
+
+    @_once
+    def stock(self) -> StockService:
+        from stockhold.usecases.stock import StockService
+
+        return StockService(self._stock_repo, self._unit, self.runner, self.settings, self._clock)
+
+    @_once
+    def checkouts(self) -> CheckoutService:
+        from stockhold.data.repositories import CheckoutRepository
+        from stockhold.usecases.checkout import CheckoutService
+        from stockhold.usecases.checkout_view import CheckoutParts
+
+        parts = CheckoutParts(
+            CheckoutRepository(self.runner),
+            self._holds_repo,
+            self._orders_repo,
+            self._unit,
+            self.runner,
+            self.reserving,
+            self.holds,
+            self._ender,
+            self.expiry,
+            self.stock,
+        )
+        return CheckoutService(parts, self.settings, self._clock)
+
+    @_once
+    def orders(self) -> OrderService:
+        from stockhold.usecases.orders import OrderService
+
+        return OrderService(self._orders_repo, self._unit, self._clock)
+
+    @_once
+    def tenancy(self) -> Tenancy:
+        from stockhold.data.repositories import TenancyRepository
+        from stockhold.usecases.tenancy import Tenancy
+
+        return Tenancy(TenancyRepository(self.runner))
+
+    @_once
+    def reconciler(self) -> Reconciler:
+        from stockhold.usecases.reconcile import Reconciler
+
+        return Reconciler(
+            self._sweep, self._stock_repo, self._holds_repo, self._unit, self.expiry, self.settings, self._clock
+        )
 
 
 def build(
@@ -87,33 +236,7 @@ def build(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Services:
     """Every use case wired to one table through ``client`` (tests pass their own clock)."""
-    runner = TransactionRunner(
-        client, settings.TABLE_NAME, sleep=sleep, mark_ttl_seconds=settings.IDEMPOTENCY_TTL_SECONDS
-    )
-    unit = UnitOfWork(runner)
-    stock_repo, holds_repo, orders_repo = StockRepository(runner), HoldRepository(runner), OrderRepository(runner)
-    sweep = SweepIndex(runner)
-    ender = Ender(unit, settings)
-    expiry = Expiry(holds_repo, unit, ender, settings, clock)
-    holds = Holds(holds_repo, orders_repo, unit, runner, ender, expiry, settings, clock)
-    reserving = Reserving(holds_repo, sweep, unit, expiry, settings, clock)
-    stock = StockService(stock_repo, unit, runner, settings, clock)
-    parts = CheckoutParts(
-        CheckoutRepository(runner), holds_repo, orders_repo, unit, runner, reserving, holds, ender, expiry, stock
-    )
-    return Services(
-        settings=settings,
-        runner=runner,
-        stock=stock,
-        reserving=reserving,
-        holds=holds,
-        expiry=expiry,
-        checkouts=CheckoutService(parts, settings, clock),
-        orders=OrderService(orders_repo, unit, clock),
-        tenancy=Tenancy(TenancyRepository(runner)),
-        reconciler=Reconciler(sweep, stock_repo, holds_repo, unit, expiry, settings, clock),
-        audit=AuditStore(client, settings.TABLE_NAME, retention_days=settings.AUDIT_RETENTION_DAYS),
-    )
+    return Services(client, settings, clock, sleep)
 
 
 @lru_cache(maxsize=1)
