@@ -131,3 +131,15 @@ def test_each_use_case_is_built_once_and_shared_even_when_threads_ask_at_once() 
         seen = list(pool.map(lambda _: (svc.checkouts, svc.reserving, svc.expiry, svc.runner), range(32)))
     assert len({tuple(map(id, objs)) for objs in seen}) == 1
     assert (svc.checkouts, svc.reserving, svc.expiry, svc.runner) == seen[0]
+
+
+def test_no_api_model_is_built_at_import() -> None:
+    got = fresh(
+        "from stockhold import api_models, api_outputs\n"
+        "def family(cls):\n"
+        "    return [cls, *(m for sub in cls.__subclasses__() for m in family(sub))]\n"
+        "models = [*family(api_models.ApiInput), *family(api_outputs.ApiOutput), api_outputs.ErrorOut]\n"
+        "print(json.dumps([len(models), sorted(m.__name__ for m in models if m.__pydantic_complete__)]))"
+    )
+    assert got[0] > 20
+    assert got[1] == []

@@ -23,7 +23,11 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class ApiInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=False)
+    # defer_build: a model's validator is built when a request first needs it, not as the module
+    # is imported (a cold start builds the one or two models its route uses, not all of them).
+    model_config = ConfigDict(
+        extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=False, defer_build=True
+    )
 
 
 def example(**body: Any) -> ConfigDict:

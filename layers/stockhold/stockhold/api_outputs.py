@@ -15,7 +15,10 @@ if TYPE_CHECKING:
 
 
 class ApiOutput(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+    # defer_build: built when an answer first needs it, not at import (see api_models.ApiInput).
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True, defer_build=True
+    )
 
 
 class StockOut(ApiOutput):
@@ -217,12 +220,16 @@ class OrderOut(ApiOutput):
 
 
 class ErrorDetail(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # only the OpenAPI document builds these two
+
     code: str
     message: str
     details: dict[str, Any] = Field(default_factory=dict)
 
 
 class ErrorOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     error: ErrorDetail
 
 
