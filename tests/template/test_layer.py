@@ -1,4 +1,4 @@
-"""The stockhold layer as `sam build` builds it: locked, without boto3/botocore, aarch64 wheels.
+"""The stockhold layer as `sam build` builds it: locked, without boto3/botocore, aarch64 wheels, compiled.
 
 `sam build` runs `make build-StockholdLayer` (template.yaml: BuildMethod makefile) in a scratch
 copy of layers/stockhold/; the build test below does exactly that, without the SAM CLI. The
@@ -8,6 +8,8 @@ whole `make build` (SAM CLI included) is checked by hand: docs/deploy.md.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
+import marshal
 import os
 import re
 import shutil
@@ -84,11 +86,34 @@ def test_the_built_layer_has_exactly_the_lock_no_boto_and_aarch64_binaries(built
     assert report.size_bytes < 20_000_000, f"the layer is {report.size_bytes / 1e6:.1f} MB unzipped"
 
 
-def test_the_built_layer_carries_the_package_as_source_without_bytecode(built: Path) -> None:
+def test_the_built_layer_carries_the_package_as_source(built: Path) -> None:
     package = built / "python" / "stockhold"
     sources = {p.relative_to(LAYER_SRC / "stockhold") for p in (LAYER_SRC / "stockhold").rglob("*.py")}
     assert {p.relative_to(package) for p in package.rglob("*.py")} == sources
-    assert not list(package.rglob("__pycache__"))
+
+
+def test_every_module_of_the_built_layer_has_bytecode_the_runtime_uses_as_it_is(built: Path) -> None:
+    """/opt is read-only on Lambda: a module without valid bytecode is compiled again at every cold start."""
+    site = built / "python"
+    assert layer.missing_bytecode(site) == []
+    assert layer.check(built, LOCK).warnings == []
+    for pyc in [site / "stockhold/__pycache__/wiring.cpython-313.pyc", *list(site.rglob("*.pyc"))[:50]]:
+        head = pyc.read_bytes()[:8]
+        assert head[:4] == importlib.util.MAGIC_NUMBER, pyc  # CPython 3.13's (the tests run on 3.13)
+        # PEP 552 flags: hash-based (bit 0), source not checked (bit 1 clear): valid whatever the zip's file times.
+        assert int.from_bytes(head[4:8], "little") == 0b01, pyc
+    code = marshal.loads((site / "stockhold/__pycache__/wiring.cpython-313.pyc").read_bytes()[16:])
+    assert code.co_filename == "/opt/python/stockhold/wiring.py"  # where Lambda puts it; the same bytes every build
+
+
+def test_a_layer_without_bytecode_is_reported(tmp_path: Path) -> None:
+    site = tmp_path / "python" / "stockhold"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text("")
+    warnings = layer.check(tmp_path, LOCK).warnings
+    assert len(warnings) == 1 and "no cpython-313 bytecode" in warnings[0]
+    assert layer.compile_bytecode(tmp_path / "python")
+    assert layer.check(tmp_path, LOCK).warnings == []
 
 
 def _fake_dist(site: Path, name: str, version: str, tag: str, requires: tuple[str, ...] = ()) -> None:
