@@ -143,3 +143,20 @@ def test_no_api_model_is_built_at_import() -> None:
     )
     assert got[0] > 20
     assert got[1] == []
+
+
+def test_after_a_snapstart_restore_each_environment_draws_its_own_random_state(tmp_path: Path) -> None:
+    """The Lambda runtime's snapshot_restore_py, faked: the hook is registered at import, and it reseeds."""
+    (tmp_path / "snapshot_restore_py.py").write_text(
+        "HOOKS = []\ndef register_after_restore(func, *args, **kwargs):\n    HOOKS.append(func)\n"
+    )
+    got = fresh(
+        "import random, snapshot_restore_py\n"
+        "from stockhold import wiring\n"
+        "snapshot = random.getstate()\n"
+        "for hook in snapshot_restore_py.HOOKS:\n"
+        "    hook()\n"
+        "print(json.dumps([[h.__name__ for h in snapshot_restore_py.HOOKS], random.getstate() != snapshot]))",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), IMPORT_PATH]),
+    )
+    assert got == [["after_restore"], True]

@@ -4,9 +4,11 @@ Powertools reads POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE from the
 environment (set in template.yaml Globals). Metrics carry no SKU, cart or store
 dimensions: those would explode CloudWatch cardinality and cost.
 
-Nothing here differs between execution environments (ids, randomness, connections), so a
-SnapStart snapshot may hold it: Powertools Logger and Metrics read the request id, cold
-start and timestamps per invocation, and the X-Ray recorder opens no connection at init.
+Nothing made here must differ between execution environments, so a SnapStart snapshot may
+hold it (docs/deploy.md, "SnapStart"): Logger and Metrics take the request id, the cold-start
+flag and timestamps per invocation; the X-Ray recorder (where tracing is on) holds an
+unconnected UDP socket to the daemon address Lambda gives every environment, makes its ids
+with os.urandom, and in Lambda samples as the trace header says, not with its own random.
 """
 
 from __future__ import annotations

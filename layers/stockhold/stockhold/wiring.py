@@ -7,11 +7,15 @@ standard boto3 setting) points everything at DynamoDB Local.
 Each use case is built, and its module imported, the first time something asks for it:
 a cold start pays for what its request uses (GET /stock/{sku} never imports the checkout
 or audit code), and every later request finds the same objects. Nothing here is made at
-import: no client, no connection, no id or randomness.
+import: no client, no connection, no id or randomness. So a SnapStart snapshot of an
+initialized function holds nothing that must differ between the environments restored
+from it, except the ``random`` module's state, which each draws again (``after_restore``;
+docs/deploy.md, "SnapStart").
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -252,3 +256,18 @@ def reset() -> None:
     stepfunctions_client.cache_clear()
     events_client.cache_clear()
     get_settings.cache_clear()
+
+
+def after_restore() -> None:
+    """SnapStart: every execution environment restored from one snapshot starts with the ``random``
+    module's state of that snapshot, so their retries (TransactionRunner's jitter, botocore's) would
+    back off in step. Each seeds it again from the OS (os.urandom, which stays unique across restores)."""
+    random.seed()
+
+
+try:  # in the Lambda Python runtimes (3.12+); hooks run only where SnapStart restores a snapshot
+    from snapshot_restore_py import register_after_restore
+except ImportError:  # not on Lambda
+    pass
+else:
+    register_after_restore(after_restore)
