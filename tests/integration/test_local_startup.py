@@ -78,12 +78,24 @@ def test_a_warm_up_whose_init_fails_fails_and_the_waiting_call_gets_lambdas_erro
         pool.shutdown()
 
 
-def test_shutting_down_during_a_warm_up_leaves_no_environment(tmp_path: Path) -> None:
-    (tmp_path / "app.py").write_text(_SLOW_INIT)
+def test_shutting_down_stops_an_environment_still_in_a_long_init_rather_than_orphaning_it(tmp_path: Path) -> None:
+    """CI caught `make run`'s SIGTERM leaving a worker behind: its init outlasted the pool's wait."""
+    (tmp_path / "app.py").write_text(
+        "import os, pathlib, time\n"
+        f"pathlib.Path({str(tmp_path / 'pid')!r}).write_text(str(os.getpid()))\n"
+        "time.sleep(120)\n"
+        "def lambda_handler(event, context):\n    return 1\n"
+    )
     pool = _pool(tmp_path)
     warming = pool.warm()
-    pool.shutdown()
-    warming.result(timeout=30)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int((tmp_path / "pid").read_text())
+    pool.shutdown()  # returns well before the 120 s init would have ended
+    with pytest.raises(EnvironmentFailed):
+        warming.result(timeout=5)
+    assert not Path(f"/proc/{pid}").exists(), "the half-started environment outlived its pool"
     assert pool.pids == []
 
 

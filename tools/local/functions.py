@@ -188,6 +188,7 @@ class WorkerPool(Executor):
         self._starting = 0  # environments being spawned (counted against size)
         self._warming = 0  # of those, ones started by prestart() with no call of their own yet
         self._pending: deque[_Call] = deque()
+        self._spawning: set[BaseProcess] = set()  # processes started, their init not yet done
         self._closed = False
         self.started = 0  # environments started so far (cold starts)
         self.died = 0  # environments lost while running a call or starting
@@ -290,7 +291,11 @@ class WorkerPool(Executor):
             name=f"{self.name}-environment",
             daemon=True,
         )
-        process.start()
+        with self._lock:
+            if self._closed:
+                raise EnvironmentFailed("Runtime.Unknown", "the pool is shutting down")
+            process.start()
+            self._spawning.add(process)
         child.close()  # the child holds the only other end now: its death is our EOF
         env = _Environment(process, parent)
         try:
@@ -298,6 +303,9 @@ class WorkerPool(Executor):
         except (EOFError, OSError):
             code = env.discard()
             raise EnvironmentFailed("Runtime.ExitError", f"init: {_exit_description(code)}") from None
+        finally:
+            with self._lock:
+                self._spawning.discard(process)
         if hello[0] != "ready":
             env.discard()
             raise EnvironmentFailed(hello[1], hello[2])
@@ -381,6 +389,9 @@ class WorkerPool(Executor):
                 while self._pending:
                     self._pending.popleft().future.cancel()
             idle, self._idle = self._idle, []
+            spawning = list(self._spawning)
+        for process in spawning:  # an init no call will use: stopped now, not left to finish orphaned
+            process.kill()
         for env in idle:  # all at once: each takes a moment to exit
             env.ask_to_exit()
         for env in idle:
@@ -391,9 +402,11 @@ class WorkerPool(Executor):
             self._lock.wait_for(
                 lambda: not self._busy and not self._starting and not self._pending, timeout=STOP_GRACE * 2
             )
-            stragglers = list(self._busy)
-        for env in stragglers:  # a call that will not end: Lambda would have timed it out
-            env.process.kill()
+            stragglers = [env.process for env in self._busy] + list(self._spawning)
+        for process in stragglers:  # a call that will not end: Lambda would have timed it out
+            process.kill()
+        with self._lock:  # each one's own thread reaps it
+            self._lock.wait_for(lambda: not self._busy and not self._starting, timeout=STOP_GRACE)
 
 
 # ------------------------------------------------------------------ a function
