@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError, ValidationException
 from aws_lambda_powertools.logging import correlation_paths
 from http_common import RouteAccess, error_response, idempotent_resolve, precheck, validation_details
-from routes import audit, checkouts, orders, reservations, stock
+from routes import audit, checkouts, locations, orders, reservations, stock
 
 from stockhold import actor
 from stockhold.domain.errors import StockholdError
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 app = APIGatewayRestResolver(enable_validation=True)
 app.include_router(stock.router)
+app.include_router(locations.router)
 app.include_router(reservations.router)
 app.include_router(checkouts.router)
 app.include_router(orders.router)

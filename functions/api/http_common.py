@@ -73,6 +73,8 @@ COMMON_ERRORS = (400, 401, 413, 415, 429)
 CONFLICTS: dict[str, str] = {
     "INSUFFICIENT_STOCK": "some line cannot be held; details.items lists every short line with requested and "
     "available (0 for an unknown SKU)",
+    "PURCHASE_LIMIT_REACHED": "a line exceeds the SKU's maxPerCart, or the customer's units would exceed "
+    "maxPerCustomer; details.items: {sku, requested, limit, used}",
     "CART_ALREADY_RESERVED": "the cart has an active reservation and replace was not set; details.reservationId",
     "RESERVATION_NOT_ACTIVE": "the reservation already ended (confirmed or released); details.status",
     "RESERVATION_HELD_BY_CHECKOUT": "the reservation belongs to a checkout: use the checkout's routes; "

@@ -239,7 +239,82 @@ CASES = [
     Case("put-stock-onHand-negative", "PUT", "/stock/A-1", {"onHand": -1}, fields=("onHand",), role="admin"),
     Case("put-stock-onHand-fractional", "PUT", "/stock/A-1", {"onHand": 2.5}, fields=("onHand",), role="admin"),
     Case("put-stock-onHand-string", "PUT", "/stock/A-1", {"onHand": "7"}, fields=("onHand",), role="admin"),
-    Case("put-stock-onHand-missing", "PUT", "/stock/A-1", {"unlimited": True}, fields=("onHand",), role="admin"),
+    Case("put-stock-nothing-to-set", "PUT", "/stock/A-1", {}, role="admin"),
+    Case("put-stock-onHand-null", "PUT", "/stock/A-1", {"onHand": None}, role="admin"),
+    Case(
+        "put-stock-backorderLimit-negative",
+        "PUT",
+        "/stock/A-1",
+        {"backorderLimit": -1},
+        fields=("backorderLimit",),
+        role="admin",
+    ),
+    Case("put-stock-maxPerCart-zero", "PUT", "/stock/A-1", {"maxPerCart": 0}, fields=("maxPerCart",), role="admin"),
+    Case(
+        "put-stock-at-unknown-location",
+        "PUT",
+        "/stock/A-1/locations/nowhere",
+        {"onHand": 3},
+        status=404,
+        code="NOT_FOUND",
+        role="admin",
+    ),
+    Case(
+        "put-stock-at-location-onHand-missing",
+        "PUT",
+        "/stock/A-1/locations/default",
+        {},
+        fields=("onHand",),
+        role="admin",
+    ),
+    Case(
+        "put-location-priority-string",
+        "PUT",
+        "/locations/leeds",
+        {"name": "Leeds", "priority": "high"},
+        fields=("priority",),
+        role="admin",
+    ),
+    Case("put-location-name-missing", "PUT", "/locations/leeds", {"priority": 1}, fields=("name",), role="admin"),
+    Case(
+        "put-location-bad-id",
+        "PUT",
+        "/locations/-x",
+        {"name": "X", "priority": 1},
+        fields=("path.locationId",),
+        role="admin",
+    ),
+    Case(
+        "adjust-at-unknown-location",
+        "POST",
+        "/stock/A-1/adjustments",
+        {"delta": 1, "reason": "r", "locationId": "nowhere"},
+        status=404,
+        code="NOT_FOUND",
+        role="admin",
+    ),
+    Case(
+        "reserve-duplicate-locationIds",
+        "POST",
+        "/reservations",
+        {"cartId": "c", "items": [{"sku": "A-1", "quantity": 1}], "locationIds": ["default", "default"]},
+        fields=("locationIds",),
+    ),
+    Case(
+        "reserve-unknown-location",
+        "POST",
+        "/reservations",
+        {"cartId": "c", "items": [{"sku": "A-1", "quantity": 1}], "locationIds": ["nowhere"]},
+        status=404,
+        code="NOT_FOUND",
+    ),
+    Case(
+        "reserve-split-not-bool",
+        "POST",
+        "/reservations",
+        {"cartId": "c", "items": [{"sku": "A-1", "quantity": 1}], "split": "no"},
+        fields=("split",),
+    ),
     Case("put-stock-unknown-field", "PUT", "/stock/A-1", {"onHand": 7, "onhand": 7}, fields=("onhand",), role="admin"),
     Case("put-stock-malformed-json", "PUT", "/stock/A-1", raw='{"onHand": ', fields=("body",), role="admin"),
     Case("put-stock-new-sku-negative", "PUT", "/stock/N-1", {"onHand": -5}, fields=("onHand",), role="admin"),
@@ -513,7 +588,14 @@ def test_validate_also_refuses_97_lines(world: World) -> None:
 # must not match it either.
 
 # A value for each path parameter the template uses: the fixture's own records where it has them.
-PARAM_VALUES = {"sku": "A-1", "reservationId": "{rid}", "cartId": "cart-1", "checkoutId": "co-1", "orderId": "o-1"}
+PARAM_VALUES = {
+    "sku": "A-1",
+    "reservationId": "{rid}",
+    "cartId": "cart-1",
+    "checkoutId": "co-1",
+    "orderId": "o-1",
+    "locationId": "default",
+}
 TEMPLATE_ROUTES = [r for r in apigw.routes() if r.function == "ApiFunction" and r.resource != "/openapi.json"]
 
 
@@ -606,10 +688,12 @@ def test_the_local_gateway_matches_no_route_for_a_literal_segment_ending_in_newl
 
 
 def test_the_admin_routes_are_the_ones_api_md_names() -> None:
-    """Derived from the handlers (``caller(..., admin=True)``); API.md names these four."""
+    """Derived from the handlers (``caller(..., admin=True)``); API.md names these."""
     app = load_function("api")
     assert {(r.method, r.openapi_path) for r in app.ACCESS.admin_routes} == {
         ("PUT", "/stock/{sku}"),
+        ("PUT", "/stock/{sku}/locations/{locationId}"),
+        ("PUT", "/locations/{locationId}"),
         ("POST", "/stock/{sku}/adjustments"),
         ("POST", "/orders/{orderId}/fulfil"),
         ("GET", "/audit"),

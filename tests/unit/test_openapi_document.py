@@ -37,7 +37,7 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 
 def test_operation_ids_are_stable_camel_case_names() -> None:
-    assert len(BY_ID) == len(OPERATIONS) == 21
+    assert len(BY_ID) == len(OPERATIONS) == 24
     assert all(re.fullmatch(r"[a-z]+(?:[A-Z][a-z]+)+", op_id) for op_id in BY_ID), sorted(BY_ID)
     assert {"createReservation", "getStock", "putStock", "createCheckout", "completeCheckout"} <= set(BY_ID)
 
@@ -96,7 +96,7 @@ def test_409_descriptions_name_only_real_codes() -> None:
 
 def test_admin_operations_and_only_they_declare_403() -> None:
     with_403 = {op_id for op_id, (_, _, op) in BY_ID.items() if "403" in op["responses"]}
-    assert with_403 == {"putStock", "adjustStock", "fulfilOrder", "getAuditTrail"}
+    assert with_403 == {"putStock", "putStockAtLocation", "putLocation", "adjustStock", "fulfilOrder", "getAuditTrail"}
     assert with_403 == {route.operation_id for route in API.ACCESS.admin_routes}
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from stockhold.domain.errors import CartAlreadyReserved, InsufficientStock
 from stockhold.domain.intents import Failed, MoveStock, PutHold, Refused, TakeCart
-from stockhold.domain.models import Line, StockLevel
+from stockhold.domain.models import Line, Location, StockLevel
 from stockhold.settings import Settings
 from stockhold.usecases.expiry import ExpireOutcome
 from stockhold.usecases.reserve import Reserving
@@ -77,8 +77,36 @@ class FakeExpiry:
         return ExpireOutcome(False, None, "not_due")
 
 
-def reserving(unit: FakeUnit, expiry: FakeExpiry | None = None) -> Reserving:
-    return Reserving(FakeHolds(), FakeSweep(), unit, expiry or FakeExpiry(), Settings(), lambda: NOW)  # type: ignore[arg-type]
+@dataclass
+class FakeStock:
+    unit: FakeUnit
+
+    def get_many(self, store_id: str, skus: list[str]) -> dict[str, StockLevel]:
+        return {s: self.unit.stock[s] for s in skus if s in self.unit.stock}
+
+
+@dataclass
+class FakeLocations:
+    defined: dict[str, Location] = field(default_factory=dict)
+
+    def cached(self, store_id: str) -> dict[str, Location]:
+        return self.defined
+
+    def all(self, store_id: str) -> dict[str, Location]:
+        return self.defined
+
+
+def reserving(unit: FakeUnit, expiry: FakeExpiry | None = None, locations: FakeLocations | None = None) -> Reserving:
+    return Reserving(
+        FakeHolds(),  # type: ignore[arg-type]
+        FakeSweep(),  # type: ignore[arg-type]
+        FakeStock(unit),  # type: ignore[arg-type]
+        locations or FakeLocations(),  # type: ignore[arg-type]
+        unit,  # type: ignore[arg-type]
+        expiry or FakeExpiry(),  # type: ignore[arg-type]
+        Settings(),
+        lambda: NOW,
+    )
 
 
 def test_every_short_line_is_named_with_what_could_have_been_used() -> None:

@@ -58,8 +58,9 @@ def _out(view: CheckoutView, status: int = 200) -> Response[CheckoutOut]:
             201: "A checkout holding every line, status checkout; warnings for low-stock lines",
             200: "The cart's open checkout, resumed: nothing new held",
         },
+        404,
         503,
-        conflicts=("INSUFFICIENT_STOCK",),
+        conflicts=("INSUFFICIENT_STOCK", "PURCHASE_LIMIT_REACHED"),
         links=NEXT,
     ),
 )
@@ -71,6 +72,7 @@ def start_checkout(body: Annotated[CheckoutIn, Body()]) -> Response[CheckoutOut]
         customer_id=body.customer_id,
         lines=[Line(sku=x.sku, quantity=x.quantity) for x in body.items],
         idempotency_key=idempotency_key(router.current_event.raw_event),
+        rules=body.rules(),
     )
     return _out(view, 200 if view.resumed else 201)
 

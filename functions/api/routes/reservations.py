@@ -44,14 +44,22 @@ def _out(res: Reservation, status: int = 200) -> Response[ReservationOut]:
     operation_id="createReservation",
     summary="Hold every line of a cart, or none",
     description="All lines or none, in one atomic step. With `replace: true` the cart's active reservation "
-    "is released and the new one made in the same step. Rules the schema cannot express: each SKU at most "
+    "is released and the new one made in the same step. Each line is allocated across the store's locations "
+    "(by priority, or `locationIds` in order; `split: false` keeps each line whole); an unknown location is 404. "
+    "Rules the schema cannot express: each SKU at most "
     "once per request (a duplicate is 400); `holdSeconds` within the store's configured range (the bounds "
     "shown are the deployment's settings; docs/openapi.json shows the template's defaults).",
     tags=["reservations"],
     responses=answers(
         {201: "The reservation, ACTIVE until expiresAt"},
+        404,
         503,
-        conflicts=("INSUFFICIENT_STOCK", "CART_ALREADY_RESERVED", "RESERVATION_HELD_BY_CHECKOUT"),
+        conflicts=(
+            "INSUFFICIENT_STOCK",
+            "PURCHASE_LIMIT_REACHED",
+            "CART_ALREADY_RESERVED",
+            "RESERVATION_HELD_BY_CHECKOUT",
+        ),
         links=NEXT,
     ),
 )
@@ -65,6 +73,7 @@ def create_reservation(body: Annotated[ReserveIn, Body()]) -> Response[Reservati
         hold_seconds=body.hold_seconds,
         replace=body.replace,
         idempotency_key=idempotency_key(router.current_event.raw_event),
+        rules=body.rules(),
     )
     return _out(res, 201)
 

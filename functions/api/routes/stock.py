@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from http_common import answers, caller
 from request_key import request_key
 
-from stockhold.api_models import SKU_PATTERN, AdjustmentIn, StockIn, ValidateIn
+from stockhold.api_models import LOCATION_PATTERN, SKU_PATTERN, AdjustmentIn, StockAtLocationIn, StockIn, ValidateIn
 from stockhold.api_outputs import LineCheckOut, StockListOut, StockOut, ValidateOut
 from stockhold.domain.errors import ValidationFailed
 from stockhold.domain.models import Line
@@ -21,6 +21,7 @@ from stockhold.wiring import services
 router = APIGatewayRouter()
 _SKU = re.compile(SKU_PATTERN)
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN, description="The SKU", examples=["A-1"])]
+LocationPath = Annotated[str, Path(pattern=LOCATION_PATTERN, description="The location", examples=["leeds-dc"])]
 # What GET /stock?skus= takes: comma-separated SKUs; spaces and tabs around them, and empty
 # entries, are ignored (nothing else: str.strip() would also drop control characters).
 _BLANK = " \t"
@@ -35,21 +36,43 @@ def _out(level: object) -> StockOut:
 @router.put(
     "/stock/<sku>",
     operation_id="putStock",
-    summary="Set a SKU's physical stock (admin); creates the SKU",
+    summary="Set a SKU's physical stock and settings (admin); creates the SKU",
+    description="A field left out keeps its value. `onHand` sets the `default` location: on a SKU stocked in "
+    "other locations it is 409 STOCK_CONFLICT (set each with putStockAtLocation). onHand below the units held "
+    "or allocated, or a backorderLimit below the units already backordered, is 409 STOCK_CONFLICT.",
     tags=["stock"],
     responses=answers({200: "The SKU's stock"}, 503, conflicts=("STOCK_CONFLICT",)),
 )
 def put_stock(sku: SkuPath, body: Annotated[StockIn, Body()]) -> Response[StockOut]:
+    from stockhold.usecases.stock import StockChange
+
     who = caller(router.current_event, admin=True)
     level = services().stock.set(
         who.store_id,
         sku,
-        on_hand=body.on_hand,
-        low_stock_threshold=body.low_stock_threshold,
-        unlimited=body.unlimited,
+        StockChange(on_hand=body.on_hand, settings=body.given_settings()),
         key=request_key(router.current_event.raw_event, who.store_id),
     )
     logger.info("stock set", sku=sku, on_hand=body.on_hand)
+    return Response(200, "application/json", _out(level))
+
+
+@router.put(
+    "/stock/<sku>/locations/<locationId>",
+    operation_id="putStockAtLocation",
+    summary="Set a SKU's physical stock at one location (admin)",
+    description="Creates the SKU (with no units elsewhere) if it is new. The location must exist (`default` "
+    "always does). onHand below the units held or allocated there is 409 STOCK_CONFLICT.",
+    tags=["stock"],
+    responses=answers({200: "The SKU's stock"}, 404, 503, conflicts=("STOCK_CONFLICT",)),
+)
+def put_stock_at_location(
+    sku: SkuPath, locationId: LocationPath, body: Annotated[StockAtLocationIn, Body()]
+) -> Response[StockOut]:
+    who = caller(router.current_event, admin=True)
+    key = request_key(router.current_event.raw_event, who.store_id)
+    level = services().stock.set_at(who.store_id, sku, locationId, body.on_hand, key)
+    logger.info("stock set", sku=sku, location=locationId, on_hand=body.on_hand)
     return Response(200, "application/json", _out(level))
 
 
@@ -63,8 +86,8 @@ def put_stock(sku: SkuPath, body: Annotated[StockIn, Body()]) -> Response[StockO
 def adjust_stock(sku: SkuPath, body: Annotated[AdjustmentIn, Body()]) -> Response[StockOut]:
     who = caller(router.current_event, admin=True)
     key = request_key(router.current_event.raw_event, who.store_id)
-    level = services().stock.adjust(who.store_id, sku, body.delta, key, body.reason)
-    logger.info("stock adjusted", sku=sku, delta=body.delta, reason=body.reason)
+    level = services().stock.adjust(who.store_id, sku, body.delta, key, body.reason, body.location_id)
+    logger.info("stock adjusted", sku=sku, delta=body.delta, reason=body.reason, location=body.location_id)
     return Response(200, "application/json", _out(level))
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from stockhold.domain.allocation import Rules
 from stockhold.domain.rules import MAX_LINES, MAX_ON_HAND, MAX_QUANTITY
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,99}$"
@@ -70,7 +71,40 @@ HoldSeconds = Annotated[
 ]
 
 
-class ReserveIn(CartIn):
+LOCATION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+LocationId = Annotated[str, StringConstraints(pattern=LOCATION_PATTERN)]
+
+
+class AllocationRulesIn(ApiInput):
+    """The allocation fields of a reservation or checkout ("Stock in many places")."""
+
+    location_ids: (
+        Annotated[
+            list[LocationId],
+            Field(
+                min_length=1,
+                max_length=20,
+                json_schema_extra={"uniqueItems": True},
+                description="Only these locations, in this order (click and collect)",
+            ),
+        ]
+        | None
+    ) = None
+    split: Annotated[bool, Field(description="false: each line comes whole from one location")] = True
+
+    def rules(self) -> Rules:
+        ids = tuple(self.location_ids) if self.location_ids is not None else None
+        return Rules(location_ids=ids, split=self.split)
+
+    @field_validator("location_ids")
+    @classmethod
+    def _unique_locations(cls, ids: list[str] | None) -> list[str] | None:
+        if ids is not None and len(set(ids)) != len(ids):
+            raise ValueError("a location appears more than once in locationIds")
+        return ids
+
+
+class ReserveIn(CartIn, AllocationRulesIn):
     model_config = example(
         cartId="cart-1", customerId="customer-9", items=[{"sku": "A-1", "quantity": 2}], holdSeconds=900
     )
@@ -99,12 +133,55 @@ class ReleaseIn(ApiInput):
     reason: Literal["cancelled", "payment_failed", "manual"]
 
 
-class StockIn(ApiInput):
-    model_config = example(onHand=10, lowStockThreshold=2, unlimited=False)
+Count = Annotated[int, Field(strict=True, ge=0, le=MAX_ON_HAND)]
+Limit = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 
-    on_hand: Annotated[int, Field(strict=True, ge=0, le=MAX_ON_HAND)]
-    low_stock_threshold: Annotated[int, Field(strict=True, ge=0, le=MAX_ON_HAND)] | None = None
-    unlimited: bool = False
+
+class StockIn(ApiInput):
+    """Every field optional: one left out keeps its value (a new SKU: onHand 0, no limits);
+    ``null`` clears a threshold or a purchase limit."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "minProperties": 1,
+            "examples": [{"onHand": 10, "lowStockThreshold": 2, "unlimited": False}],
+        }
+    )
+
+    on_hand: Annotated[Count, Field(description="The default location's onHand")] | None = None
+    low_stock_threshold: Count | None = None
+    unlimited: bool | None = None
+    backorder_limit: Annotated[Count, Field(description="available may go down to -backorderLimit")] | None = None
+    max_per_cart: Limit | None = None
+    max_per_customer: Limit | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> StockIn:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field")
+        for name in ("on_hand", "unlimited", "backorder_limit"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{to_camel(name)} cannot be null")
+        return self
+
+    def given_settings(self) -> dict[str, Any]:
+        """The settings this request names (SkuSettings field names), null ones included."""
+        names = ("low_stock_threshold", "unlimited", "backorder_limit", "max_per_cart", "max_per_customer")
+        return {n: getattr(self, n) for n in names if n in self.model_fields_set}
+
+
+class StockAtLocationIn(ApiInput):
+    model_config = example(onHand=10)
+
+    on_hand: Count
+
+
+class LocationIn(ApiInput):
+    model_config = example(name="Leeds DC", priority=10, active=True)
+
+    name: Text
+    priority: Annotated[int, Field(strict=True, ge=-1_000_000, le=1_000_000, description="Lower allocates first")]
+    active: bool = True
 
 
 class AdjustmentIn(ApiInput):
@@ -112,6 +189,7 @@ class AdjustmentIn(ApiInput):
 
     delta: Annotated[int, Field(strict=True, ge=-MAX_ON_HAND, le=MAX_ON_HAND, json_schema_extra={"not": {"const": 0}})]
     reason: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    location_id: LocationId = "default"
 
     @field_validator("delta")
     @classmethod
@@ -143,7 +221,7 @@ class AddressIn(ApiInput):
     phone: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
 
 
-class CheckoutIn(CartIn):
+class CheckoutIn(CartIn, AllocationRulesIn):
     model_config = example(cartId="cart-2", customerId="customer-9", items=[{"sku": "A-1", "quantity": 1}])
 
     cart_id: Ident

@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from stockhold.domain.models import CheckoutStatus, Order, Reservation, ReservationStatus, StockLevel, rfc3339
+from stockhold.domain.models import (
+    DEFAULT_LOCATION,
+    CheckoutStatus,
+    HeldLine,
+    Location,
+    Order,
+    Reservation,
+    ReservationStatus,
+    StockLevel,
+    rfc3339,
+)
 from stockhold.domain.rules import LineCheck
 
 if TYPE_CHECKING:
@@ -21,7 +31,24 @@ class ApiOutput(BaseModel):
     )
 
 
+def unused_omitted(description: str) -> Any:
+    """A "Stock in many places" field, left out of the answer while unused (None): a store that
+    never uses locations, backorders or limits sees exactly the answers it saw before."""
+    return Field(default=None, exclude_if=lambda value: value is None, description=description)
+
+
+class CellOut(ApiOutput):
+    location_id: str
+    on_hand: int
+    reserved: int
+    allocated: int
+    available: int
+
+
 class StockOut(ApiOutput):
+    """A SKU's stock: the sums over its locations, each listed in ``locations`` (left out,
+    like the backorder and purchase-limit fields, while the SKU uses none)."""
+
     sku: str
     on_hand: int
     reserved: int
@@ -31,6 +58,11 @@ class StockOut(ApiOutput):
     low_stock_threshold: int
     unlimited: bool
     updated_at: str
+    backorder_limit: int | None = unused_omitted("available may go down to -backorderLimit (absent: 0)")
+    backordered: int | None = unused_omitted("Units held or ordered beyond stock")
+    max_per_cart: int | None = unused_omitted("Most units of this SKU one cart may hold (absent: no limit)")
+    max_per_customer: int | None = unused_omitted("Most units one customer may hold and have ordered (absent: none)")
+    locations: list[CellOut] | None = unused_omitted("Each location's counters (absent: all at default)")
 
     @classmethod
     def of(cls, level: StockLevel, default_threshold: int) -> StockOut:
@@ -45,7 +77,38 @@ class StockOut(ApiOutput):
             low_stock_threshold=threshold,
             unlimited=level.unlimited,
             updated_at=rfc3339(level.updated_at),
+            backorder_limit=level.backorder_limit or None,
+            backordered=level.backordered if level.backorder_limit or level.backordered else None,
+            max_per_cart=level.max_per_cart,
+            max_per_customer=level.max_per_customer,
+            locations=None
+            if [c.location_id for c in level.locations] in ([], [DEFAULT_LOCATION])
+            else [
+                CellOut(
+                    location_id=c.location_id,
+                    on_hand=c.on_hand,
+                    reserved=c.reserved,
+                    allocated=c.allocated,
+                    available=c.available,
+                )
+                for c in level.locations
+            ],
         )
+
+
+class LocationOut(ApiOutput):
+    location_id: str
+    name: str
+    priority: int
+    active: bool
+
+    @classmethod
+    def of(cls, loc: Location) -> LocationOut:
+        return cls(location_id=loc.location_id, name=loc.name, priority=loc.priority, active=loc.active)
+
+
+class LocationListOut(ApiOutput):
+    items: list[LocationOut]
 
 
 class StockListOut(ApiOutput):
@@ -75,9 +138,39 @@ class ValidateOut(ApiOutput):
     items: list[LineCheckOut]
 
 
+class AllocationOut(ApiOutput):
+    location_id: str
+    quantity: int
+
+
 class LineOut(ApiOutput):
     sku: str
     quantity: int
+
+
+class HeldLineOut(LineOut):
+    """A reservation's line: where its units are held, and how many of them stock did not
+    cover (backordered). Both are left out for a line held wholly at ``default`` without
+    backorders (every line of a store that never uses locations) and for unlimited SKUs."""
+
+    allocations: list[AllocationOut] | None = unused_omitted("Where the units are held: each location's part")
+    backordered: int | None = unused_omitted("Units of the line that stock did not cover when it was held")
+
+    @classmethod
+    def of(cls, line: HeldLine) -> HeldLineOut:
+        if not line.held or (not line.allocations and not line.backordered) or _only_default(line):
+            return cls(sku=line.sku, quantity=line.quantity)
+        return cls(
+            sku=line.sku,
+            quantity=line.quantity,
+            allocations=[AllocationOut(location_id=c.location_id, quantity=c.quantity) for c in line.cells()],
+            backordered=line.backordered,
+        )
+
+
+def _only_default(line: HeldLine) -> bool:
+    cells = line.cells()
+    return not line.backordered and len(cells) == 1 and cells[0].location_id == DEFAULT_LOCATION
 
 
 class ReservationOut(ApiOutput):
@@ -85,7 +178,7 @@ class ReservationOut(ApiOutput):
     cart_id: str
     customer_id: str | None
     status: Literal["ACTIVE", "CONFIRMED", "RELEASED", "EXPIRED"]
-    items: list[LineOut]
+    items: list[HeldLineOut]
     created_at: str
     expires_at: str
     extensions_used: int
@@ -102,7 +195,7 @@ class ReservationOut(ApiOutput):
             cart_id=res.cart_id,
             customer_id=res.customer_id,
             status=status.value,
-            items=[LineOut(sku=x.sku, quantity=x.quantity) for x in res.lines],
+            items=[HeldLineOut.of(x) for x in res.lines],
             created_at=rfc3339(res.created_at),
             expires_at=rfc3339(res.expires_at),
             extensions_used=res.extensions_used,
@@ -185,9 +278,7 @@ class CheckoutOut(ApiOutput):
         )
 
 
-class OrderLineOut(ApiOutput):
-    sku: str
-    quantity: int
+class OrderLineOut(HeldLineOut):
     unlimited: bool = Field(description="True for unlimited items: never held or counted")
 
 
@@ -211,7 +302,7 @@ class OrderOut(ApiOutput):
             reservation_id=order.reservation_id,
             cart_id=order.cart_id,
             customer_id=order.customer_id,
-            items=[OrderLineOut(sku=x.sku, quantity=x.quantity, unlimited=not x.held) for x in order.lines],
+            items=[OrderLineOut(**HeldLineOut.of(x).model_dump(), unlimited=not x.held) for x in order.lines],
             status=order.status.value,
             payment_reference=order.payment_reference,
             created_at=rfc3339(order.created_at),

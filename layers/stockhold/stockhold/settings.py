@@ -36,6 +36,8 @@ class Settings(BaseModel):
     PAYMENT_HOLD_SECONDS: int = Field(default=900, ge=1)
     EVENT_BUS_NAME: str = ""
     EXPIRING_NOTICE_SECONDS: int = Field(default=60, ge=0)  # 0: no ReservationExpiring
+    # How long a container reserves on its copy of a store's locations (docs/decisions.md, "Locations").
+    LOCATIONS_CACHE_SECONDS: float = Field(default=5, ge=0, le=300)
 
     @model_validator(mode="after")
     def _hold_bounds(self) -> Settings:

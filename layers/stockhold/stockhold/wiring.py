@@ -30,7 +30,13 @@ from stockhold.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from stockhold.data.audit_store import AuditStore
-    from stockhold.data.repositories import HoldRepository, OrderRepository, StockRepository, SweepIndex
+    from stockhold.data.repositories import (
+        HoldRepository,
+        LocationRepository,
+        OrderRepository,
+        StockRepository,
+        SweepIndex,
+    )
     from stockhold.data.transactions import TransactionRunner
     from stockhold.data.unit import UnitOfWork
     from stockhold.usecases.checkout import CheckoutService
@@ -140,6 +146,12 @@ class Services:
         return OrderRepository(self.runner)
 
     @_once
+    def _locations_repo(self) -> LocationRepository:
+        from stockhold.data.repositories import LocationRepository
+
+        return LocationRepository(self.runner, self.settings.LOCATIONS_CACHE_SECONDS, time.monotonic)
+
+    @_once
     def _sweep(self) -> SweepIndex:
         from stockhold.data.repositories import SweepIndex
 
@@ -183,13 +195,22 @@ class Services:
     def reserving(self) -> Reserving:
         from stockhold.usecases.reserve import Reserving
 
-        return Reserving(self._holds_repo, self._sweep, self._unit, self.expiry, self.settings, self._clock)
+        return Reserving(
+            self._holds_repo,
+            self._sweep,
+            self._stock_repo,
+            self._locations_repo,
+            self._unit,
+            self.expiry,
+            self.settings,
+            self._clock,
+        )
 
     @_once
     def stock(self) -> StockService:
         from stockhold.usecases.stock import StockService
 
-        return StockService(self._stock_repo, self._unit, self.runner, self.settings, self._clock)
+        return StockService(self._stock_repo, self._locations_repo, self._unit, self.runner, self.settings, self._clock)
 
     @_once
     def checkouts(self) -> CheckoutService:

@@ -7,14 +7,18 @@ from collections.abc import Callable
 from typing import Any
 
 from stockhold.data.schema import (
+    ALLOWANCE,
+    allowance_key,
     cart_checkout_item,
     cart_key,
     cart_slot_item,
     cause_attributes,
     cause_update,
+    cell_item,
     checkout_key,
     checkout_to_item,
     hold_sweep_keys,
+    location_item,
     order_key,
     order_to_item,
     reservation_key,
@@ -27,6 +31,8 @@ from stockhold.data.schema import (
 from stockhold.domain.intents import (
     AdjustStock,
     Cause,
+    CountAllowance,
+    CreateCell,
     CreateStock,
     EndHold,
     ExtendHold,
@@ -37,16 +43,19 @@ from stockhold.domain.intents import (
     PointCart,
     PutCheckout,
     PutHold,
+    PutLocation,
     PutOrder,
     RecountStock,
+    RegisterCell,
     RequireActive,
     RestoreHold,
     SetStock,
+    SkuSettings,
     TakeCart,
     WarnHold,
 )
-from stockhold.domain.models import CheckoutStatus, OrderStatus, ReservationStatus
-from stockhold.domain.rules import Deadline
+from stockhold.domain.models import DEFAULT_LOCATION, CheckoutStatus, OrderStatus, ReservationStatus, StockLevel
+from stockhold.domain.rules import Deadline, StockMove
 
 _ACTIVE = ReservationStatus.ACTIVE.value
 
@@ -159,7 +168,7 @@ def _require_active(i: RequireActive) -> tuple[str, dict[str, Any]]:
 
 
 def _move_stock(i: MoveStock) -> tuple[str, dict[str, Any]]:
-    move, key = i.move, to_av(stock_key(i.store_id, i.move.sku))
+    move, key = i.move, to_av(stock_key(i.store_id, i.move.sku, i.move.location))
     if move.require_unlimited:
         return "ConditionCheck", {
             "Key": key,
@@ -182,13 +191,18 @@ def _move_stock(i: MoveStock) -> tuple[str, dict[str, Any]]:
         names[f"#c{n}"] = name
         values[f":d{n}"] = delta
         sets.append(f"#c{n} = #c{n} + :d{n}")
-        if delta < 0:
+        if delta < 0 and not (name == "available" and move.floor is not None):
             values[f":n{n}"] = -delta
             conditions.append(f"#c{n} >= :n{n}")
     if move.available < 0:
         # Units are taken from ``available``: the item must count them (not unlimited).
         values[":f"] = False
         conditions.append("unlimited = :f")
+        if move.floor is not None:
+            conditions.extend(_backorder_floor(move, values))
+    if move.plain:
+        conditions.append("attribute_not_exists(cells) AND attribute_not_exists(maxPerCart)")
+        conditions.append("attribute_not_exists(maxPerCustomer)")
     removes: list[str] = []
     cause_update(i.cause, values, sets, removes)
     params: dict[str, Any] = {
@@ -203,6 +217,23 @@ def _move_stock(i: MoveStock) -> tuple[str, dict[str, Any]]:
     return "Update", params
 
 
+def _backorder_floor(move: StockMove, values: dict[str, Any]) -> list[str]:
+    """Taking units down to the backorder floor: the limit it relies on is pinned, and so is
+    what the plan saw of available, so the line's ``backordered`` figure is exact."""
+    assert move.floor is not None
+    floor, taken = move.floor, -move.available
+    values[":bl"] = floor.limit
+    values[":bneed"] = taken - floor.limit
+    conditions = ["backorderLimit = :bl", "available >= :bneed"]
+    if floor.at_available is not None:
+        values[":bat"] = floor.at_available
+        conditions.append("available = :bat")
+    elif floor.none_covered:
+        values[":bz"] = 0
+        conditions.append("available <= :bz")
+    return conditions
+
+
 def _create_stock(i: CreateStock) -> tuple[str, dict[str, Any]]:
     return "Put", {
         "Item": to_av(stock_item(i.store_id, i.level, Cause("stock_set"))),
@@ -213,26 +244,79 @@ def _create_stock(i: CreateStock) -> tuple[str, dict[str, Any]]:
 
 def _set_stock(i: SetStock) -> tuple[str, dict[str, Any]]:
     delta = i.on_hand - i.expected_on_hand
-    values: dict[str, Any] = {
-        ":old": i.expected_on_hand,
-        ":new": i.on_hand,
-        ":d": delta,
-        ":u": i.unlimited,
-        ":now": i.now_ms,
-    }
-    sets = ["#o = :new", "#a = #a + :d", "unlimited = :u", "updatedAt = :now"]
+    values: dict[str, Any] = {":old": i.expected_on_hand, ":new": i.on_hand, ":d": delta, ":now": i.now_ms}
+    sets = ["#o = :new", "#a = #a + :d", "updatedAt = :now"]
     condition = "#o = :old"
-    if delta < 0:
-        values[":need"] = -delta
-        condition += " AND #a >= :need"
     removes: list[str] = []
-    if i.low_stock_threshold is None:
-        removes.append("lowStockThreshold")
-    else:
-        values[":t"] = i.low_stock_threshold
-        sets.append("lowStockThreshold = :t")
+    floor = 0
+    if i.settings is not None:
+        floor = -i.settings.backorder_limit
+        _set_settings(i.settings, values, sets, removes)
+    if delta < 0 or i.settings is not None:
+        values[":need"] = floor - delta
+        condition += " AND #a >= :need"
+    if i.only_cell:
+        condition += " AND attribute_not_exists(cells)"
     cause_update(Cause("stock_set"), values, sets, removes)
-    return "Update", _stock_update(i.store_id, i.sku, sets, removes, values, condition)
+    return "Update", _stock_update(i.store_id, i.sku, i.location, sets, removes, values, condition)
+
+
+def _set_settings(settings: SkuSettings, values: dict[str, Any], sets: list[str], removes: list[str]) -> None:
+    fields = {
+        "lowStockThreshold": settings.low_stock_threshold,
+        "unlimited": settings.unlimited,
+        "backorderLimit": settings.backorder_limit or None,
+        "maxPerCart": settings.max_per_cart,
+        "maxPerCustomer": settings.max_per_customer,
+    }
+    for name, value in fields.items():
+        if value is None:
+            removes.append(name)
+        else:
+            values[f":set{name}"] = value
+            sets.append(f"{name} = :set{name}")
+
+
+def _create_cell(i: CreateCell) -> tuple[str, dict[str, Any]]:
+    item = cell_item(i.store_id, i.sku, i.location, i.on_hand, i.now_ms, Cause("stock_set", ref=i.location))
+    return "Put", {
+        "Item": to_av(item),
+        "ConditionExpression": "attribute_not_exists(pk)",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+def _register_cell(i: RegisterCell) -> tuple[str, dict[str, Any]]:
+    head = stock_item(i.store_id, _empty_level(i.sku, i.now_ms), Cause("stock_set"))
+    fresh = {k: v for k, v in head.items() if k not in ("pk", "sk", "updatedAt") and v is not None}
+    values: dict[str, Any] = {":cell": {i.location}, ":now": i.now_ms, ":f": False}
+    sets = ["updatedAt = :now"]
+    names: dict[str, str] = {}
+    for n, (name, value) in enumerate(fresh.items()):
+        names[f"#h{n}"] = name
+        values[f":h{n}"] = value
+        sets.append(f"#h{n} = if_not_exists(#h{n}, :h{n})")
+    return "Update", {
+        "Key": to_av(stock_key(i.store_id, i.sku)),
+        "UpdateExpression": "SET " + ", ".join(sets) + " ADD cells :cell",
+        "ConditionExpression": "attribute_not_exists(unlimited) OR unlimited = :f",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": to_av(values),
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+def _empty_level(sku: str, now_ms: int) -> StockLevel:
+    return StockLevel(
+        sku=sku,
+        on_hand=0,
+        reserved=0,
+        allocated=0,
+        available=0,
+        low_stock_threshold=None,
+        unlimited=False,
+        updated_at=now_ms,
+    )
 
 
 def _adjust_stock(i: AdjustStock) -> tuple[str, dict[str, Any]]:
@@ -240,10 +324,18 @@ def _adjust_stock(i: AdjustStock) -> tuple[str, dict[str, Any]]:
     condition = "attribute_exists(pk)"
     if i.delta < 0:
         values[":need"] = -i.delta
-        condition += " AND #a >= :need AND #o >= :need"
+        values[":aneed"] = -i.delta - i.floor_limit
+        condition += " AND #a >= :aneed AND #o >= :need"
+        if i.floor_limit:
+            values[":bl"] = i.floor_limit
+            condition += " AND backorderLimit = :bl"
     sets, removes = ["#o = #o + :d", "#a = #a + :d", "updatedAt = :now"], list[str]()
-    cause_update(Cause("stock_adjusted", reason=i.reason), values, sets, removes)
-    return "Update", _stock_update(i.store_id, i.sku, sets, removes, values, condition)
+    cause_update(Cause("stock_adjusted", ref=_ref(i.location), reason=i.reason), values, sets, removes)
+    return "Update", _stock_update(i.store_id, i.sku, i.location, sets, removes, values, condition)
+
+
+def _ref(location: str) -> str | None:
+    return None if location == DEFAULT_LOCATION else location
 
 
 def _recount_stock(i: RecountStock) -> tuple[str, dict[str, Any]]:
@@ -262,12 +354,32 @@ def _recount_stock(i: RecountStock) -> tuple[str, dict[str, Any]]:
         removes,
     )
     return "Update", {
-        "Key": to_av(stock_key(i.store_id, seen.sku)),
+        "Key": to_av(stock_key(i.store_id, i.sku, seen.location_id)),
         "UpdateExpression": update_expression(sets, removes),
         "ConditionExpression": "updatedAt = :seen AND #r = :was",
         "ExpressionAttributeNames": {"#r": "reserved", "#a": "available"},
         "ExpressionAttributeValues": to_av(values),
     }
+
+
+def _put_location(i: PutLocation) -> tuple[str, dict[str, Any]]:
+    return "Put", {"Item": to_av(location_item(i.store_id, i.location))}
+
+
+def _count_allowance(i: CountAllowance) -> tuple[str, dict[str, Any]]:
+    params: dict[str, Any] = {
+        "Key": to_av(allowance_key(i.store_id, i.customer_id, i.sku)),
+        "UpdateExpression": "SET #t = :t, storeId = :s, customerId = :c, sku = :k, updatedAt = :now ADD used :d",
+        "ExpressionAttributeNames": {"#t": "type"},
+        "ExpressionAttributeValues": to_av(
+            {":t": ALLOWANCE, ":s": i.store_id, ":c": i.customer_id, ":k": i.sku, ":now": i.now_ms, ":d": i.delta}
+        ),
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+    if i.delta > 0 and i.limit is not None:
+        params["ConditionExpression"] = "attribute_not_exists(used) OR used <= :room"
+        params["ExpressionAttributeValues"].update(to_av({":room": i.limit - i.delta}))
+    return "Update", params
 
 
 def _put_checkout(i: PutCheckout) -> tuple[str, dict[str, Any]]:
@@ -339,10 +451,10 @@ def _update(
 
 
 def _stock_update(
-    store_id: str, sku: str, sets: list[str], removes: list[str], values: dict[str, Any], condition: str
+    store_id: str, sku: str, location: str, sets: list[str], removes: list[str], values: dict[str, Any], condition: str
 ) -> dict[str, Any]:
     return {
-        "Key": to_av(stock_key(store_id, sku)),
+        "Key": to_av(stock_key(store_id, sku, location)),
         "UpdateExpression": update_expression(sets, removes),
         "ConditionExpression": condition,
         "ExpressionAttributeNames": {"#a": "available", "#o": "onHand"},
@@ -363,8 +475,12 @@ BUILDERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     MoveStock: _move_stock,
     CreateStock: _create_stock,
     SetStock: _set_stock,
+    CreateCell: _create_cell,
+    RegisterCell: _register_cell,
     AdjustStock: _adjust_stock,
     RecountStock: _recount_stock,
+    PutLocation: _put_location,
+    CountAllowance: _count_allowance,
     PutCheckout: _put_checkout,
     PointCart: _point_cart,
     FollowHold: _follow_hold,

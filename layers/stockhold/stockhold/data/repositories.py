@@ -6,7 +6,7 @@ holds) reads it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -23,6 +23,8 @@ from stockhold.data.schema import (
     checkout_from_item,
     checkout_key,
     from_av,
+    location_from_item,
+    location_key,
     order_from_item,
     order_key,
     reservation_from_item,
@@ -33,33 +35,90 @@ from stockhold.data.schema import (
     to_av,
 )
 from stockhold.data.transactions import TransactionRunner, condition_failed
-from stockhold.domain.models import Checkout, Order, Reservation, StockLevel
+from stockhold.domain.models import Checkout, Location, Order, Reservation, StockLevel
 
 
 class StockRepository:
+    """A SKU's stock: its head cell (``default``, with the settings) and its other cells."""
+
     def __init__(self, runner: TransactionRunner) -> None:
         self._runner = runner
 
     def get(self, store_id: str, sku: str) -> StockLevel | None:
-        item = self._runner.get(stock_key(store_id, sku))
-        return stock_from_item(item) if item else None
+        """The SKU's head (one GetItem), and the other cells it names (one BatchGetItem, only
+        for a SKU stocked in more than one location), strongly consistent."""
+        head = self._runner.get(stock_key(store_id, sku))
+        if head is None:
+            return None
+        return stock_from_item(head, self._batch([stock_key(store_id, sku, c) for c in sorted(head.get("cells", ()))]))
 
     def get_many(self, store_id: str, skus: Sequence[str]) -> dict[str, StockLevel]:
-        """Strongly consistent reads of up to 100 SKUs (one BatchGetItem, plus any unprocessed keys)."""
+        """Up to 100 SKUs: one BatchGetItem of their heads, then one of the other cells the heads
+        name (none for a store with one location), strongly consistent."""
+        heads = self._batch([stock_key(store_id, sku) for sku in dict.fromkeys(skus)])
+        others = self._batch(
+            [stock_key(store_id, h["sku"], cell) for h in heads for cell in sorted(h.get("cells", ()))]
+        )
+        by_sku: dict[str, list[Item]] = {}
+        for item in others:
+            by_sku.setdefault(item["sku"], []).append(item)
+        return {h["sku"]: stock_from_item(h, by_sku.get(h["sku"], [])) for h in heads}
+
+    def _batch(self, keys: list[dict[str, str]]) -> list[Item]:
         table, client = self._runner.table, self._runner.client
-        found: dict[str, StockLevel] = {}
-        pending: list[dict[str, Any]] = [to_av(stock_key(store_id, sku)) for sku in dict.fromkeys(skus)]
-        attempt = 0
-        while pending:
-            resp = client.batch_get_item(RequestItems={table: {"Keys": pending, "ConsistentRead": True}})
-            for raw in resp.get("Responses", {}).get(table, []):
-                level = stock_from_item(from_av(raw))
-                found[level.sku] = level
-            pending = resp.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-            if pending:
-                attempt += 1
-                self._runner.backoff(attempt)
+        found: list[Item] = []
+        for start in range(0, len(keys), 100):
+            pending: list[dict[str, Any]] = [to_av(k) for k in keys[start : start + 100]]
+            attempt = 0
+            while pending:
+                resp = client.batch_get_item(RequestItems={table: {"Keys": pending, "ConsistentRead": True}})
+                found.extend(from_av(raw) for raw in resp.get("Responses", {}).get(table, []))
+                pending = resp.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+                if pending:
+                    attempt += 1
+                    self._runner.backoff(attempt)
         return found
+
+
+class LocationRepository:
+    """A store's locations. Reserving reads them through a per-container copy kept for
+    ``cache_seconds`` (docs/decisions.md, "Locations"); admin reads and writes do not."""
+
+    def __init__(self, runner: TransactionRunner, cache_seconds: float, clock: Callable[[], float]) -> None:
+        self._runner = runner
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[float, dict[str, Location]]] = {}
+
+    def all(self, store_id: str) -> dict[str, Location]:
+        """The store's defined locations by id, read now (strongly consistent)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._runner.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": to_av({":pk": location_key(store_id, "")["pk"]}),
+            "ConsistentRead": True,
+        }
+        found: dict[str, Location] = {}
+        while True:
+            page = self._runner.client.query(**kwargs)
+            for raw in page.get("Items", []):
+                loc = location_from_item(from_av(raw))
+                found[loc.location_id] = loc
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        self._cache[store_id] = (self._clock(), found)
+        return found
+
+    def cached(self, store_id: str) -> dict[str, Location]:
+        """The store's locations as this container last read them, at most ``cache_seconds`` old."""
+        hit = self._cache.get(store_id)
+        if hit is not None and self._clock() - hit[0] < self._cache_seconds:
+            return hit[1]
+        return self.all(store_id)
+
+    def forget(self, store_id: str) -> None:
+        self._cache.pop(store_id, None)
 
 
 class HoldRepository:

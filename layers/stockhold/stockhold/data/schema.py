@@ -6,7 +6,7 @@ stream FilterCriteria against its literals (docs/data-model.md)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -16,10 +16,14 @@ from pydantic import BaseModel, ConfigDict
 from stockhold import actor
 from stockhold.domain.intents import Cause
 from stockhold.domain.models import (
+    DEFAULT_LOCATION,
+    CellLevel,
     Checkout,
     CheckoutStatus,
     HeldLine,
     Line,
+    LineAllocation,
+    Location,
     Order,
     OrderStatus,
     Reservation,
@@ -36,6 +40,8 @@ CHECKOUT = "CHECKOUT"
 ORDER = "ORDER"
 REQUEST_MARK = "REQUEST_MARK"
 STORE = "STORE"
+LOCATION = "LOCATION"
+ALLOWANCE = "ALLOWANCE"
 APIKEY = "APIKEY"
 AUDIT = "AUDIT"
 EVENT_SENT = "EVENT_SENT"
@@ -48,6 +54,8 @@ ITEM_TYPES = (
     ORDER,
     REQUEST_MARK,
     STORE,
+    LOCATION,
+    ALLOWANCE,
     APIKEY,
     AUDIT,
     EVENT_SENT,
@@ -56,7 +64,11 @@ AUDITED_TYPES = (RESERVATION, STOCK, CHECKOUT, ORDER)
 HOLD_STATUSES = tuple(s.value for s in ReservationStatus)
 TYPE, STATUS = "type", "status"
 
-DEFAULT_LOCATION = "_"
+# A SKU's cells: one stock item per location, all under the SKU's partition key. The
+# ``default`` location's item (sort key ``STOCK#_``) is the SKU's head: it also carries the
+# SKU's settings (threshold, unlimited, backorder limit, purchase limits) and ``cells``, the
+# other locations the SKU has a cell in.
+HEAD_CELL = "_"
 # The sparse "Sweep" index: active holds by deadline, and stock items, spread over
 # shards so no index partition runs hot. Reconciliation reads it; requests never do.
 SWEEP_INDEX = "Sweep"
@@ -71,8 +83,30 @@ Item = dict[str, Any]
 # --- keys -------------------------------------------------------------------------
 
 
-def stock_key(store_id: str, sku: str, location: str = DEFAULT_LOCATION) -> dict[str, str]:
-    return {"pk": f"STORE#{store_id}#SKU#{sku}", "sk": f"STOCK#{location}"}
+def cell_of(location_id: str) -> str:
+    """A location id (``default`` or an admin's id) as a stock item's ``location``."""
+    return HEAD_CELL if location_id == DEFAULT_LOCATION else location_id
+
+
+def location_of(cell: str) -> str:
+    return DEFAULT_LOCATION if cell == HEAD_CELL else cell
+
+
+def stock_pk(store_id: str, sku: str) -> str:
+    return f"STORE#{store_id}#SKU#{sku}"
+
+
+def stock_key(store_id: str, sku: str, location_id: str = DEFAULT_LOCATION) -> dict[str, str]:
+    return {"pk": stock_pk(store_id, sku), "sk": f"STOCK#{cell_of(location_id)}"}
+
+
+def location_key(store_id: str, location_id: str) -> dict[str, str]:
+    return {"pk": f"STORE#{store_id}#LOCATIONS", "sk": f"LOCATION#{location_id}"}
+
+
+def allowance_key(store_id: str, customer_id: str, sku: str) -> dict[str, str]:
+    """What one customer has of a SKU with ``maxPerCustomer``: held plus ordered units."""
+    return {"pk": f"STORE#{store_id}#CUST#{customer_id}", "sk": f"ALLOWANCE#{sku}"}
 
 
 def reservation_key(store_id: str, reservation_id: str) -> dict[str, str]:
@@ -103,8 +137,9 @@ def hold_sweep_keys(reservation_id: str, expires_at_ms: int) -> dict[str, str]:
     return {"sweepPk": f"HOLD#{_shard(reservation_id)}", "sweepSk": f"{expires_at_ms:015d}"}
 
 
-def stock_sweep_keys(store_id: str, sku: str) -> dict[str, str]:
-    return {"sweepPk": f"STOCK#{_shard(store_id + sku)}", "sweepSk": f"{store_id}#{sku}"}
+def stock_sweep_keys(store_id: str, sku: str, location_id: str = DEFAULT_LOCATION) -> dict[str, str]:
+    cell = "" if location_id == DEFAULT_LOCATION else f"#{location_id}"
+    return {"sweepPk": f"STOCK#{_shard(store_id + sku)}", "sweepSk": f"{store_id}#{sku}{cell}"}
 
 
 def request_mark_key(store_id: str, key: str) -> dict[str, str]:
@@ -141,17 +176,84 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def stock_from_item(item: Item) -> StockLevel:
-    return StockLevel(
-        sku=item["sku"],
+def cell_from_item(item: Item) -> CellLevel:
+    return CellLevel(
+        location_id=location_of(item.get("location", HEAD_CELL)),
         on_hand=item["onHand"],
         reserved=item["reserved"],
         allocated=item["allocated"],
         available=item["available"],
+        updated_at=item.get("updatedAt", 0),
+    )
+
+
+def stock_from_item(item: Item, others: Sequence[Item] = ()) -> StockLevel:
+    """A SKU's stock from its cells' items: ``item`` (its head, or the one cell a refused
+    write returned) and ``others`` (the rest). The counters are the sums over the cells."""
+    cells = [cell_from_item(item), *(cell_from_item(x) for x in others)]
+    cells.sort(key=lambda c: (c.location_id != DEFAULT_LOCATION, c.location_id))
+    return StockLevel(
+        sku=item["sku"],
+        on_hand=sum(c.on_hand for c in cells),
+        reserved=sum(c.reserved for c in cells),
+        allocated=sum(c.allocated for c in cells),
+        available=sum(c.available for c in cells),
         low_stock_threshold=item.get("lowStockThreshold"),
         unlimited=bool(item.get("unlimited", False)),
-        updated_at=item["updatedAt"],
+        updated_at=max(x["updatedAt"] for x in (item, *others)),
+        backorder_limit=item.get("backorderLimit", 0),
+        max_per_cart=item.get("maxPerCart"),
+        max_per_customer=item.get("maxPerCustomer"),
+        locations=tuple(cells),
+        cell_ids=tuple(sorted({DEFAULT_LOCATION, *item.get("cells", ())})) if item.get("location") == HEAD_CELL else (),
     )
+
+
+def line_from_item(x: Mapping[str, Any]) -> HeldLine:
+    return HeldLine(
+        sku=x["sku"],
+        quantity=x["quantity"],
+        held=x["held"],
+        allocations=tuple(
+            LineAllocation(location_id=a["locationId"], quantity=a["quantity"]) for a in x.get("allocations", ())
+        ),
+        backordered=x.get("backordered", 0),
+        counted=x.get("counted", False),
+    )
+
+
+def line_to_item(x: HeldLine) -> Item:
+    item: Item = {"sku": x.sku, "quantity": x.quantity, "held": x.held}
+    if x.allocations:
+        item["allocations"] = [{"locationId": a.location_id, "quantity": a.quantity} for a in x.allocations]
+    if x.backordered:
+        item["backordered"] = x.backordered
+    if x.counted:
+        item["counted"] = True
+    return item
+
+
+def location_from_item(item: Item) -> Location:
+    return Location(
+        location_id=item["locationId"],
+        name=item["name"],
+        priority=item["priority"],
+        active=item["active"],
+        updated_at=item.get("updatedAt", 0),
+    )
+
+
+def location_item(store_id: str, loc: Location) -> Item:
+    return {
+        **location_key(store_id, loc.location_id),
+        "type": LOCATION,
+        "storeId": store_id,
+        "locationId": loc.location_id,
+        "name": loc.name,
+        "priority": loc.priority,
+        "active": loc.active,
+        "updatedAt": loc.updated_at,
+    }
 
 
 def reservation_from_item(item: Item) -> Reservation:
@@ -161,7 +263,7 @@ def reservation_from_item(item: Item) -> Reservation:
         cart_id=item["cartId"],
         customer_id=item.get("customerId"),
         status=ReservationStatus(item["status"]),
-        lines=tuple(HeldLine(sku=x["sku"], quantity=x["quantity"], held=x["held"]) for x in item["lines"]),
+        lines=tuple(line_from_item(x) for x in item["lines"]),
         created_at=item["createdAt"],
         expires_at=item["expiresAt"],
         extensions_used=item["extensionsUsed"],
@@ -184,7 +286,7 @@ def reservation_to_item(res: Reservation, purge_at: int) -> Item:
         "cartId": res.cart_id,
         "customerId": res.customer_id,
         "status": res.status.value,
-        "lines": [{"sku": x.sku, "quantity": x.quantity, "held": x.held} for x in res.lines],
+        "lines": [line_to_item(x) for x in res.lines],
         "createdAt": res.created_at,
         "expiresAt": res.expires_at,
         "extensionsUsed": res.extensions_used,
@@ -249,7 +351,7 @@ def order_from_item(item: Item) -> Order:
         reservation_id=item["reservationId"],
         cart_id=item["cartId"],
         customer_id=item.get("customerId"),
-        lines=tuple(HeldLine(sku=x["sku"], quantity=x["quantity"], held=x["held"]) for x in item["lines"]),
+        lines=tuple(line_from_item(x) for x in item["lines"]),
         status=OrderStatus(item["status"]),
         payment_reference=item.get("paymentReference"),
         created_at=item["createdAt"],
@@ -267,7 +369,7 @@ def order_to_item(order: Order) -> Item:
         "reservationId": order.reservation_id,
         "cartId": order.cart_id,
         "customerId": order.customer_id,
-        "lines": [{"sku": x.sku, "quantity": x.quantity, "held": x.held} for x in order.lines],
+        "lines": [line_to_item(x) for x in order.lines],
         "status": order.status.value,
         "paymentReference": order.payment_reference,
         "createdAt": order.created_at,
@@ -303,7 +405,7 @@ def stock_item(store_id: str, level: StockLevel, cause: Cause) -> Item:
         "type": STOCK,
         "storeId": store_id,
         "sku": level.sku,
-        "location": DEFAULT_LOCATION,
+        "location": HEAD_CELL,
         "onHand": level.on_hand,
         "reserved": level.reserved,
         "allocated": level.allocated,
@@ -311,7 +413,29 @@ def stock_item(store_id: str, level: StockLevel, cause: Cause) -> Item:
         "lowStockThreshold": level.low_stock_threshold,
         "unlimited": level.unlimited,
         "updatedAt": level.updated_at,
+        "backorderLimit": level.backorder_limit or None,
+        "maxPerCart": level.max_per_cart,
+        "maxPerCustomer": level.max_per_customer,
         **stock_sweep_keys(store_id, level.sku),
+        **cause_attributes(cause),
+    }
+
+
+def cell_item(store_id: str, sku: str, location_id: str, on_hand: int, now_ms: int, cause: Cause) -> Item:
+    """A new cell of a SKU at a location other than ``default`` (counters only)."""
+    return {
+        **stock_key(store_id, sku, location_id),
+        "type": STOCK,
+        "storeId": store_id,
+        "sku": sku,
+        "location": cell_of(location_id),
+        "onHand": on_hand,
+        "reserved": 0,
+        "allocated": 0,
+        "available": on_hand,
+        "unlimited": False,
+        "updatedAt": now_ms,
+        **stock_sweep_keys(store_id, sku, location_id),
         **cause_attributes(cause),
     }
 

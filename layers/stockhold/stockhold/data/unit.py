@@ -23,6 +23,7 @@ from stockhold.data.schema import (
 from stockhold.data.transactions import CONDITION_FAILED, Cancelled, TransactionRunner, condition_failed
 from stockhold.domain.intents import (
     AdjustStock,
+    CreateCell,
     CreateStock,
     EndHold,
     ExtendHold,
@@ -35,6 +36,7 @@ from stockhold.domain.intents import (
     PutOrder,
     RecountStock,
     Refused,
+    RegisterCell,
     RequireActive,
     SetStock,
     WarnHold,
@@ -90,7 +92,7 @@ class UnitOfWork:
 
 
 _HOLDS = (EndHold, ExtendHold, WarnHold, RequireActive)
-_STOCK = (MoveStock, CreateStock, SetStock, AdjustStock, RecountStock)
+_STOCK = (MoveStock, CreateStock, SetStock, CreateCell, RegisterCell, AdjustStock, RecountStock)
 
 
 def _decode(intent: Intent, item: Item | None) -> Any:

@@ -51,6 +51,15 @@ class InsufficientStock(StockholdError):
         self.short = short
 
 
+class PurchaseLimitReached(StockholdError):
+    code = "PURCHASE_LIMIT_REACHED"
+    status = 409
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        skus = ", ".join(x["sku"] for x in items)
+        super().__init__(f"over the purchase limit of {skus}", {"items": items})
+
+
 class CartAlreadyReserved(StockholdError):
     code = "CART_ALREADY_RESERVED"
     status = 409

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from stockhold.domain.models import (
+    DEFAULT_LOCATION,
+    CellLevel,
     Checkout,
     CheckoutStatus,
+    Location,
     Order,
     OrderStatus,
     Reservation,
@@ -131,36 +134,96 @@ class CreateStock:
 
 
 @dataclass(frozen=True)
+class SkuSettings:
+    """A SKU's settings, all of them, as they are to be after a write (kept on its head cell)."""
+
+    low_stock_threshold: int | None = None
+    unlimited: bool = False
+    backorder_limit: int = 0
+    max_per_cart: int | None = None
+    max_per_customer: int | None = None
+
+
+@dataclass(frozen=True)
 class SetStock:
-    """onHand := ``on_hand`` (available by the same delta) if onHand is still ``expected_on_hand``."""
+    """One cell's onHand := ``on_hand`` (available by the same delta) if onHand is still
+    ``expected_on_hand``; afterwards the cell's available is >= 0, or >= -backorder limit on
+    the ``default`` cell. ``settings`` (``default`` cell only) replaces the SKU's settings.
+    ``only_cell``: only while the SKU has no cell but ``default`` (``PUT /stock/{sku}``)."""
 
     store_id: str
     sku: str
     expected_on_hand: int
     on_hand: int
-    low_stock_threshold: int | None
-    unlimited: bool
+    now_ms: int
+    location: str = DEFAULT_LOCATION
+    settings: SkuSettings | None = None
+    only_cell: bool = False
+
+
+@dataclass(frozen=True)
+class CreateCell:
+    """A SKU's first units at a location other than ``default``, only if it has no cell there."""
+
+    store_id: str
+    sku: str
+    location: str
+    on_hand: int
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class RegisterCell:
+    """The SKU's head records a new cell (creating the head, with no units, if the SKU is new);
+    refused when the SKU is unlimited."""
+
+    store_id: str
+    sku: str
+    location: str
     now_ms: int
 
 
 @dataclass(frozen=True)
 class AdjustStock:
-    """onHand and available by ``delta``; neither below zero."""
+    """One cell's onHand and available by ``delta``; onHand not below zero, available not
+    below zero or, relying on the SKU's backorder limit ``floor_limit``, not below -limit."""
 
     store_id: str
     sku: str
     delta: int
     now_ms: int
     reason: str | None = None
+    location: str = DEFAULT_LOCATION
+    floor_limit: int = 0
 
 
 @dataclass(frozen=True)
 class RecountStock:
-    """reserved := ``reserved`` (available follows) only if the item is exactly as ``seen``."""
+    """One cell's reserved := ``reserved`` (available follows) only if it is exactly as ``seen``."""
 
     store_id: str
-    seen: StockLevel
+    sku: str
+    seen: CellLevel
     reserved: int
+
+
+@dataclass(frozen=True)
+class PutLocation:
+    store_id: str
+    location: Location
+
+
+@dataclass(frozen=True)
+class CountAllowance:
+    """A customer's units of a SKU with ``maxPerCustomer`` move by ``delta``: taking is refused
+    when it would pass ``limit``; giving back is never refused."""
+
+    store_id: str
+    customer_id: str
+    sku: str
+    delta: int
+    limit: int | None
+    now_ms: int
 
 
 # --- checkouts and orders -----------------------------------------------------------------
@@ -223,8 +286,12 @@ Intent = (
     | MoveStock
     | CreateStock
     | SetStock
+    | CreateCell
+    | RegisterCell
     | AdjustStock
     | RecountStock
+    | PutLocation
+    | CountAllowance
     | PutCheckout
     | PointCart
     | FollowHold

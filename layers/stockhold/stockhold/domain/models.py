@@ -44,6 +44,9 @@ class RequestKey(BaseModel):
     fingerprint: str
 
 
+DEFAULT_LOCATION = "default"  # the implicit location of a store that defines none
+
+
 class Line(BaseModel):
     """A requested line: ``quantity`` units of ``sku``."""
 
@@ -52,10 +55,56 @@ class Line(BaseModel):
     quantity: int
 
 
+class LineAllocation(BaseModel):
+    """Units of a line taken from one location's cell."""
+
+    model_config = ConfigDict(frozen=True)
+    location_id: str
+    quantity: int
+
+
 class HeldLine(Line):
-    """A line of a reservation. ``held`` is False for unlimited items, which never hold units."""
+    """A line of a reservation. ``held`` is False for unlimited items, which never hold units.
+
+    ``allocations``: which locations' cells the units came from (empty: all from ``default``,
+    as every hold made before locations existed). ``backordered``: units stock did not cover
+    when held (carried by the ``default`` cell). ``counted``: the units count against the
+    customer's ``maxPerCustomer`` allowance, and go back to it when the hold or order ends."""
 
     held: bool = True
+    allocations: tuple[LineAllocation, ...] = ()
+    backordered: int = 0
+    counted: bool = False
+
+    def cells(self) -> tuple[LineAllocation, ...]:
+        """Where this line's units are: (location, units), each location once."""
+        if not self.held:
+            return ()
+        return self.allocations or (LineAllocation(location_id=DEFAULT_LOCATION, quantity=self.quantity),)
+
+
+class CellLevel(BaseModel):
+    """A SKU's counters at one location."""
+
+    model_config = ConfigDict(frozen=True)
+    location_id: str
+    on_hand: int
+    reserved: int
+    allocated: int
+    available: int
+    updated_at: int = 0
+
+
+class Location(BaseModel):
+    """A place stock is kept. Lower ``priority`` allocates first; an inactive one keeps its
+    stock but is never allocated from."""
+
+    model_config = ConfigDict(frozen=True)
+    location_id: str
+    name: str
+    priority: int
+    active: bool
+    updated_at: int = 0
 
 
 class StockLevel(BaseModel):
@@ -69,6 +118,20 @@ class StockLevel(BaseModel):
     low_stock_threshold: int | None
     unlimited: bool
     updated_at: int
+    backorder_limit: int = 0
+    max_per_cart: int | None = None
+    max_per_customer: int | None = None
+    locations: tuple[CellLevel, ...] = ()  # every cell, ``default`` first; the counters above are their sums
+    cell_ids: tuple[str, ...] = ()  # read from a SKU's head: every location it has a cell in
+
+    def cell(self, location_id: str) -> CellLevel | None:
+        return next((c for c in self.locations if c.location_id == location_id), None)
+
+    @property
+    def backordered(self) -> int:
+        """Units held or ordered beyond stock (the ``default`` cell's available below zero)."""
+        default = self.cell(DEFAULT_LOCATION)
+        return max(0, -default.available) if default else 0
 
     def is_low(self, default_threshold: int) -> bool:
         if self.unlimited:

@@ -7,13 +7,14 @@ use cases or the data access."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from stockhold.domain.errors import ValidationFailed
 from stockhold.domain.models import (
+    DEFAULT_LOCATION,
     Checkout,
     CheckoutStatus,
     HeldLine,
@@ -57,11 +58,27 @@ class StockStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class Floor:
+    """How far below zero a move may take the ``default`` cell's available, and what it relied
+    on (the data access pins each, so a stale plan is refused, never an oversell):
+    ``limit`` the SKU's backorder limit; ``at_available`` the cell's available exactly (a
+    line partly covered by stock); ``none_covered`` the cell had nothing to give (available
+    <= 0), so every unit taken is backordered."""
+
+    limit: int
+    at_available: int | None = None
+    none_covered: bool = False
+
+
+@dataclass(frozen=True)
 class StockMove:
-    """Units moving between counters of one SKU in one write.
+    """Units moving between counters of one cell (a SKU at one location) in one write.
 
     ``available``/``reserved``/``allocated``/``on_hand`` are signed deltas; no counter may
-    go below zero. ``require_unlimited`` moves nothing and only checks the SKU is unlimited.
+    go below zero, except ``available`` down to ``-floor.limit`` when a ``floor`` is given.
+    ``require_unlimited`` moves nothing and only checks the SKU is unlimited. ``plain``: the
+    move was planned without reading the SKU, so it holds only while the SKU has no cell but
+    ``default`` and no purchase limit (else it is refused, and planned again with a read).
     """
 
     sku: str
@@ -70,6 +87,9 @@ class StockMove:
     allocated: int = 0
     on_hand: int = 0
     require_unlimited: bool = False
+    location: str = DEFAULT_LOCATION
+    floor: Floor | None = None
+    plain: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,35 +132,78 @@ def check_line(line: Line, level: StockLevel | None, default_threshold: int) -> 
 # --- what each transition moves --------------------------------------------------------
 
 
-def reserve_moves(res: Reservation, replacing: Reservation | None) -> list[StockMove]:
-    """Net counter moves per SKU of a new hold (and the one it replaces): one write per SKU."""
-    old = {x.sku: x.quantity for x in replacing.held_lines} if replacing else {}
+def reserve_moves(
+    res: Reservation,
+    replacing: Reservation | None,
+    floors: Mapping[str, Floor] | None = None,
+    plain: bool = False,
+) -> list[StockMove]:
+    """Net counter moves per cell of a new hold (and the one it replaces): one write per cell.
+    ``floors``: per SKU, the backorder its ``default`` cell takes (allocation decided it)."""
+    old = _units_by_cell(replacing.lines) if replacing else {}
+    floors = floors or {}
     moves: list[StockMove] = []
     for line in res.lines:
-        delta = (line.quantity if line.held else 0) - old.pop(line.sku, 0)
-        if not line.held and delta == 0:
-            moves.append(StockMove(line.sku, require_unlimited=True))
-        elif delta != 0:
-            moves.append(StockMove(line.sku, available=-delta, reserved=delta))
-    moves.extend(StockMove(sku, available=q, reserved=-q) for sku, q in old.items())
+        if not line.held:
+            if not any(sku == line.sku for sku, _ in old):
+                moves.append(StockMove(line.sku, require_unlimited=True))
+            continue
+        for cell in line.cells():
+            delta = cell.quantity - old.pop((line.sku, cell.location_id), 0)
+            if delta != 0:
+                floor = floors.get(line.sku) if cell.location_id == DEFAULT_LOCATION and delta > 0 else None
+                moves.append(
+                    StockMove(
+                        line.sku, available=-delta, reserved=delta, location=cell.location_id, floor=floor, plain=plain
+                    )
+                )
+    moves.extend(StockMove(sku, available=q, reserved=-q, location=loc) for (sku, loc), q in old.items())
     return moves
 
 
+def _units_by_cell(lines: Iterable[HeldLine]) -> dict[tuple[str, str], int]:
+    return {(x.sku, c.location_id): c.quantity for x in lines for c in x.cells()}
+
+
+def _per_cell(
+    lines: Iterable[HeldLine], *, available: int = 0, reserved: int = 0, allocated: int = 0, on_hand: int = 0
+) -> list[StockMove]:
+    """The same move of each held line's units on each cell they are in (each sign +1, -1 or 0)."""
+    return [
+        StockMove(
+            x.sku,
+            available=available * c.quantity,
+            reserved=reserved * c.quantity,
+            allocated=allocated * c.quantity,
+            on_hand=on_hand * c.quantity,
+            location=c.location_id,
+        )
+        for x in lines
+        for c in x.cells()
+    ]
+
+
 def release_moves(lines: Iterable[HeldLine]) -> list[StockMove]:
-    """Released or expired: held units go back to available."""
-    return [StockMove(x.sku, reserved=-x.quantity, available=x.quantity) for x in lines if x.held]
+    """Released or expired: held units go back to available, on the cells they came from."""
+    return _per_cell(lines, reserved=-1, available=1)
 
 
 def confirm_moves(lines: Iterable[HeldLine]) -> list[StockMove]:
-    """Payment succeeded: held units become allocated."""
-    return [StockMove(x.sku, reserved=-x.quantity, allocated=x.quantity) for x in lines if x.held]
+    """Payment succeeded: held units become allocated, on their cells."""
+    return _per_cell(lines, reserved=-1, allocated=1)
 
 
 def order_moves(lines: Iterable[HeldLine], to: OrderStatus) -> list[StockMove]:
-    """Fulfilled: allocated units leave onHand. Cancelled: they return to available."""
+    """Fulfilled: allocated units leave their cells' onHand. Cancelled: they return to available there."""
     if to is OrderStatus.FULFILLED:
-        return [StockMove(x.sku, allocated=-x.quantity, on_hand=-x.quantity) for x in lines if x.held]
-    return [StockMove(x.sku, allocated=-x.quantity, available=x.quantity) for x in lines if x.held]
+        return _per_cell(lines, allocated=-1, on_hand=-1)
+    return _per_cell(lines, allocated=-1, available=1)
+
+
+def allowance_returns(lines: Iterable[HeldLine]) -> dict[str, int]:
+    """Units per SKU that go back to the customer's ``maxPerCustomer`` allowance when the
+    hold (released, expired) or the order (cancelled) ends."""
+    return {x.sku: x.quantity for x in lines if x.held and x.counted}
 
 
 # --- deadlines and retention -----------------------------------------------------------

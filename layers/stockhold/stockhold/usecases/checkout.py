@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from stockhold.domain.allocation import Rules
 from stockhold.domain.errors import (
     CartAlreadyReserved,
     HeldByCheckout,
@@ -56,8 +57,9 @@ class CheckoutService(CheckoutSteps):
         customer_id: str | None,
         lines: Sequence[Line],
         idempotency_key: str | None = None,
+        rules: Rules | None = None,
     ) -> CheckoutView:
-        """Hold every line on the checkout deadline, all or none.
+        """Hold every line on the checkout deadline, all or none (allocated by ``rules``).
 
         The cart's open checkout is resumed (same lines: nothing changes) or its hold is
         swapped for the new lines atomically; a checkout whose payment failed (``active``)
@@ -81,7 +83,7 @@ class CheckoutService(CheckoutSteps):
                     return AGAIN
                 base = None
             try:
-                return self._hold(store_id, base, cart_id, customer_id, lines, idempotency_key)
+                return self._hold(store_id, base, cart_id, customer_id, lines, idempotency_key, rules)
             except (CheckoutChanged, CartAlreadyReserved, HeldByCheckout):
                 return AGAIN  # the checkout or the cart moved under us (a racing start): look again
 
@@ -95,6 +97,7 @@ class CheckoutService(CheckoutSteps):
         customer_id: str | None,
         lines: Sequence[Line],
         idempotency_key: str | None,
+        rules: Rules | None,
     ) -> CheckoutView:
         if base is not None:
             checkout_id = base.checkout_id
@@ -119,6 +122,7 @@ class CheckoutService(CheckoutSteps):
             idempotency_key=idempotency_key,
             checkout_id=checkout_id,
             alongside=alongside,
+            rules=rules,
         )
         if res.checkout_id != checkout_id:
             raise CheckoutChanged()

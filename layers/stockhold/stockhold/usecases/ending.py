@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from stockhold.data.unit import UnitOfWork
-from stockhold.domain.intents import Cause, EndHold, FollowHold, FreeCart, Intent, MoveStock, Refused
-from stockhold.domain.models import RequestKey, Reservation, ReservationStatus
-from stockhold.domain.rules import Deadline, StockMove, checkout_after, ended_purge_at
+from stockhold.domain.intents import Cause, CountAllowance, EndHold, FollowHold, FreeCart, Intent, MoveStock, Refused
+from stockhold.domain.models import HeldLine, RequestKey, Reservation, ReservationStatus
+from stockhold.domain.rules import Deadline, StockMove, allowance_returns, checkout_after, ended_purge_at
 from stockhold.observability import logger
 from stockhold.settings import Settings
 
@@ -62,6 +62,8 @@ class Ender:
         )
         move_cause = Cause(action, ref=res.reservation_id, reason=reason)
         units: list[Intent] = [end, FreeCart(res), *(MoveStock(res.store_id, m, now, move_cause) for m in moves)]
+        if to is not ReservationStatus.CONFIRMED:  # confirmed: the order keeps the units counted
+            units.extend(allowance_back(res.store_id, res.customer_id, res.lines, now))
         try:
             self._unit.commit([*units, *(with_ if with_ is not None else follow)], mark, now)
         except Refused as refused:
@@ -87,10 +89,20 @@ class Ender:
         return [FollowHold(res, follow.status, now, Cause(follow.action, ref=res.reservation_id, reason=reason), purge)]
 
 
+def allowance_back(store_id: str, customer_id: str | None, lines: Sequence[HeldLine], now: int) -> list[Intent]:
+    """A hold released or expired, or an order cancelled: its counted units go back to the
+    customer's ``maxPerCustomer`` allowance, in the same unit as the ending (so exactly once)."""
+    if customer_id is None:
+        return []
+    return [CountAllowance(store_id, customer_id, sku, -q, None, now) for sku, q in allowance_returns(lines).items()]
+
+
 def _rejection(res: Reservation, end: EndHold, refused: Refused) -> HoldRefused:
     hit = refused.hit(end)
     # The hold's own condition passed when only another intent failed: it is as given.
     current = res if hit is None else hit.current
     stock = [f.intent.move.sku for f in refused.of(MoveStock)]
-    others = [f.intent for f in refused.failed if not isinstance(f.intent, (EndHold, MoveStock, FreeCart))]
+    others = [
+        f.intent for f in refused.failed if not isinstance(f.intent, (EndHold, MoveStock, FreeCart, CountAllowance))
+    ]
     return HoldRefused(current, stock, others)

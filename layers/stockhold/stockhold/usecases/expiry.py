@@ -17,7 +17,7 @@ from stockhold.domain.models import Reservation, ReservationStatus, rfc3339
 from stockhold.domain.rules import Deadline, ExpirePath, ended_purge_at, expiring_notice_at, release_moves
 from stockhold.observability import count, logger, metrics
 from stockhold.settings import Settings
-from stockhold.usecases.ending import Ender, HoldRefused
+from stockhold.usecases.ending import Ender, HoldRefused, allowance_back
 from stockhold.usecases.once import AGAIN, Again, settle
 
 
@@ -80,7 +80,11 @@ class Expiry:
         now = self._clock()
         restore = RestoreHold(res, now, ended_purge_at(now, self._settings), ExpirePath.TTL.value)
         cause = Cause("reservation_expired", ref=res.reservation_id, reason="expired")
-        units: list[Intent] = [restore, *(MoveStock(res.store_id, m, now, cause) for m in release_moves(res.lines))]
+        units: list[Intent] = [
+            restore,
+            *(MoveStock(res.store_id, m, now, cause) for m in release_moves(res.lines)),
+            *allowance_back(res.store_id, res.customer_id, res.lines, now),
+        ]
         follow = self._ender.checkout_follow(res, ReservationStatus.EXPIRED, "expired", now)
         try:
             self._unit.commit([*units, *follow])

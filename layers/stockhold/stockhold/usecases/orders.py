@@ -10,6 +10,7 @@ from stockhold.domain.intents import Cause, MoveOrder, MoveStock, Refused
 from stockhold.domain.models import Order, OrderStatus
 from stockhold.domain.rules import order_moves
 from stockhold.observability import count, logger
+from stockhold.usecases.ending import allowance_back
 from stockhold.usecases.once import AGAIN, Again, settle
 
 
@@ -47,7 +48,11 @@ class OrderService:
             move = MoveOrder(order, to, now)
             cause = Cause(f"order_{to.value.lower()}", ref=order.order_id)
             try:
-                self._unit.commit([move, *(MoveStock(store_id, m, now, cause) for m in order_moves(order.lines, to))])
+                returned = (
+                    allowance_back(store_id, order.customer_id, order.lines, now) if to is OrderStatus.CANCELLED else []
+                )
+                stock = [MoveStock(store_id, m, now, cause) for m in order_moves(order.lines, to)]
+                self._unit.commit([move, *stock, *returned])
             except Refused as refused:
                 hit = refused.hit(move)
                 current: Order | None = order if hit is None else hit.current

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stockhold.data.repositories import HoldRepository, StockRepository, SweepIndex
+from stockhold.data.schema import line_from_item
 from stockhold.data.unit import UnitOfWork
 from stockhold.domain.ids import Clock, now_ms
 from stockhold.domain.intents import RecountStock, Refused, RequireActive
-from stockhold.domain.models import Reservation, ReservationStatus, StockLevel
+from stockhold.domain.models import DEFAULT_LOCATION, CellLevel, Reservation, ReservationStatus
 from stockhold.domain.rules import ExpirePath
 from stockhold.observability import count, logger
 from stockhold.settings import Settings
@@ -40,11 +41,13 @@ class Drift:
     counted: int  # units held by active holds
     quiet_seconds: float
     action: str = "reported"  # reported | corrected | would_correct | not_quiet | changed
+    location_id: str = DEFAULT_LOCATION  # the cell recounted
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "storeId": self.store_id,
             "sku": self.sku,
+            "locationId": self.location_id,
             "reserved": self.reserved,
             "counted": self.counted,
             "difference": self.reserved - self.counted,
@@ -111,53 +114,77 @@ class Reconciler:
                 report.expired.append(rid)
 
     def _drift(self, report: ReconcileReport, *, correct_stuck: bool) -> None:
-        counted: dict[tuple[str, str], int] = defaultdict(int)
+        """Recount ``reserved`` per cell (store, SKU, location) from the active holds' allocations."""
+        counted: dict[tuple[str, str, str], int] = defaultdict(int)
         holders: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
         for item in self._index.active_holds():
-            for line in item.get("lines", []):
-                if line["held"]:
-                    key = (item["storeId"], line["sku"])
-                    counted[key] += line["quantity"]
-                    holders[key].append((item["storeId"], item["reservationId"]))
-        held = {(x["storeId"], x["sku"]) for x in self._index.stock_with_units_held()}
-        for store_id, sku in sorted(set(counted) | held):
+            for line in (line_from_item(x) for x in item.get("lines", [])):
+                for part in line.cells():
+                    counted[(item["storeId"], line.sku, part.location_id)] += part.quantity
+                if line.held:
+                    holders[(item["storeId"], line.sku)].append((item["storeId"], item["reservationId"]))
+        skus = {(s, k) for s, k, _ in counted} | {(x["storeId"], x["sku"]) for x in self._index.stock_with_units_held()}
+        for store_id, sku in sorted(skus):
             level = self._stock.get(store_id, sku)
-            if level is None or level.reserved == counted[(store_id, sku)]:
+            if level is None:
                 continue
-            now = self._clock()
-            drift = Drift(store_id, sku, level.reserved, counted[(store_id, sku)], (now - level.updated_at) / 1000)
-            report.drift.append(drift)
-            if drift.quiet_seconds < self._settings.RECONCILE_QUIET_SECONDS:
-                drift.action = "not_quiet"
-                continue
-            # Re-read every counted hold consistently; keep those still ACTIVE.
-            holds = []
-            for sid, rid in holders[(store_id, sku)]:
-                res = self._holds.get(sid, rid)
-                if res is not None and res.status is ReservationStatus.ACTIVE:
-                    holds.append(res)
-            recount = sum(x.quantity for h in holds for x in h.held_lines if x.sku == sku)
-            drift.counted = recount
-            if recount == level.reserved:
-                drift.action = "changed"
-                continue
-            upward = recount > level.reserved
-            if not upward and not correct_stuck:
-                drift.action = "reported"
-                continue
-            if report.dry_run:
-                drift.action = "would_correct"
-                continue
-            ok = self._correct(store_id, level, recount, holds)
-            drift.action = "corrected" if ok else "changed"
+            for cell in level.locations:
+                key = (store_id, sku, cell.location_id)
+                if cell.reserved != counted[key]:
+                    self._cell_drift(report, store_id, sku, cell, counted[key], holders[(store_id, sku)], correct_stuck)
 
-    def _correct(self, store_id: str, seen: StockLevel, reserved: int, holds: list[Reservation]) -> bool:
-        """Set ``reserved`` to the recount only if the stock item is exactly as ``seen`` and every
+    def _cell_drift(
+        self,
+        report: ReconcileReport,
+        store_id: str,
+        sku: str,
+        cell: CellLevel,
+        counted: int,
+        holders: list[tuple[str, str]],
+        correct_stuck: bool,
+    ) -> None:
+        now = self._clock()
+        drift = Drift(
+            store_id, sku, cell.reserved, counted, (now - cell.updated_at) / 1000, location_id=cell.location_id
+        )
+        report.drift.append(drift)
+        if drift.quiet_seconds < self._settings.RECONCILE_QUIET_SECONDS:
+            drift.action = "not_quiet"
+            return
+        # Re-read every counted hold consistently; keep those still ACTIVE.
+        holds = []
+        for sid, rid in holders:
+            res = self._holds.get(sid, rid)
+            if res is not None and res.status is ReservationStatus.ACTIVE:
+                holds.append(res)
+        recount = sum(
+            c.quantity
+            for h in holds
+            for x in h.held_lines
+            if x.sku == sku
+            for c in x.cells()
+            if c.location_id == cell.location_id
+        )
+        drift.counted = recount
+        if recount == cell.reserved:
+            drift.action = "changed"
+            return
+        if recount < cell.reserved and not correct_stuck:
+            drift.action = "reported"
+            return
+        if report.dry_run:
+            drift.action = "would_correct"
+            return
+        ok = self._correct(store_id, sku, cell, recount, holds)
+        drift.action = "corrected" if ok else "changed"
+
+    def _correct(self, store_id: str, sku: str, seen: CellLevel, reserved: int, holds: list[Reservation]) -> bool:
+        """Set the cell's ``reserved`` to the recount only if the cell is exactly as ``seen`` and every
         counted hold is still ACTIVE. False (nothing written) if anything moved."""
         if seen.on_hand - seen.allocated - reserved < 0:
             return False
         try:
-            self._unit.commit([RecountStock(store_id, seen, reserved), *(RequireActive(h) for h in holds)])
+            self._unit.commit([RecountStock(store_id, sku, seen, reserved), *(RequireActive(h) for h in holds)])
         except Refused:
             return False
         return True

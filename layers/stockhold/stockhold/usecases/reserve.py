@@ -9,19 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from stockhold.data.repositories import HoldRepository, SweepIndex
+from stockhold.data.repositories import HoldRepository, LocationRepository, StockRepository, SweepIndex
 from stockhold.data.unit import UnitOfWork
+from stockhold.domain.allocation import Rules
 from stockhold.domain.errors import (
     CartAlreadyReserved,
     HeldByCheckout,
     IdempotencyKeyReused,
     InsufficientStock,
     NotFound,
+    PurchaseLimitReached,
     ValidationFailed,
 )
 from stockhold.domain.ids import Clock, derived_id, new_id, now_ms
-from stockhold.domain.intents import Cause, EndHold, Intent, MoveStock, PutHold, Refused, TakeCart
-from stockhold.domain.models import HeldLine, Line, Reservation, ReservationStatus
+from stockhold.domain.intents import Cause, CountAllowance, EndHold, Intent, MoveStock, PutHold, Refused, TakeCart
+from stockhold.domain.models import DEFAULT_LOCATION, HeldLine, Line, Reservation, ReservationStatus
+from stockhold.domain.planning import HoldPlan, plan_hold
 from stockhold.domain.rules import (
     MAX_UNIT_ACTIONS,
     ExpirePath,
@@ -55,6 +58,9 @@ class _Why:
     limited: list[str] = field(default_factory=list)  # believed unlimited, but are not
     short: dict[str, int] = field(default_factory=dict)  # sku -> available at the time
     alongside_failed: bool = False
+    needs_plan: bool = False  # planned without a read, but the SKU has cells, limits or backorders
+    stale_plan: bool = False  # a planned cell moved since it was read
+    over_limit: list[dict[str, object]] = field(default_factory=list)  # allowances the customer has used up
 
 
 @dataclass(frozen=True)
@@ -68,16 +74,22 @@ class _Ask:
     hold: int  # seconds
     rid: str
     checkout_id: str | None
+    rules: Rules
 
-    def hold_at(self, now: int, unlimited: set[str], max_extensions: int) -> Reservation:
-        """The hold this request makes if its try at ``now`` commits."""
+    def hold_at(
+        self, now: int, unlimited: set[str], max_extensions: int, planned: Sequence[HeldLine] | None = None
+    ) -> Reservation:
+        """The hold this request makes if its try at ``now`` commits: ``planned`` lines, or
+        (planned without a read) every line from the ``default`` cell."""
         return Reservation(
             reservation_id=self.rid,
             store_id=self.store_id,
             cart_id=self.cart_id,
             customer_id=self.customer_id,
             status=ReservationStatus.ACTIVE,
-            lines=tuple(HeldLine(sku=x.sku, quantity=x.quantity, held=x.sku not in unlimited) for x in self.lines),
+            lines=tuple(planned)
+            if planned is not None
+            else tuple(HeldLine(sku=x.sku, quantity=x.quantity, held=x.sku not in unlimited) for x in self.lines),
             created_at=now,
             expires_at=now + self.hold * 1000,
             extensions_used=0,
@@ -93,6 +105,7 @@ class _Tries:
     replacing: Reservation | None
     unlimited: set[str] = field(default_factory=set)  # SKUs found unlimited: held=False
     freed_dead_holds: bool = False
+    planned: bool = False  # read the cells and plan (locations, backorders, limits)
 
 
 class Reserving:
@@ -100,6 +113,8 @@ class Reserving:
         self,
         holds: HoldRepository,
         sweep: SweepIndex,
+        stock: StockRepository,
+        locations: LocationRepository,
         unit: UnitOfWork,
         expiry: Expiry,
         settings: Settings,
@@ -107,6 +122,8 @@ class Reserving:
     ) -> None:
         self._holds = holds
         self._sweep = sweep
+        self._stock = stock
+        self._locations = locations
         self._unit = unit
         self._expiry = expiry
         self._settings = settings
@@ -124,6 +141,7 @@ class Reserving:
         idempotency_key: str | None = None,
         checkout_id: str | None = None,
         alongside: Alongside | None = None,
+        rules: Rules | None = None,
     ) -> Reservation:
         """Hold every line or none, in one unit. A checkout passes its id and ``alongside``:
         its own writes, in the same unit (CheckoutChanged when their conditions fail)."""
@@ -131,17 +149,22 @@ class Reserving:
         scope = "checkout" if checkout_id else "reserve"
         # The id derived from the key is this request's guard: a re-run finds the reservation.
         rid = derived_id("res_", store_id, idempotency_key, scope) if idempotency_key else new_id("res_")
-        ask = _Ask(
-            store_id, cart_id, customer_id, tuple(lines), bounded_hold(self._settings, hold_seconds), rid, checkout_id
-        )
+        hold = bounded_hold(self._settings, hold_seconds)
+        ask = _Ask(store_id, cart_id, customer_id, tuple(lines), hold, rid, checkout_id, rules or Rules())
         tried = _Tries(replacing=self._active_holder(store_id, cart_id) if replace else None)
+        tried.planned = ask.rules.location_ids is not None or bool(self._locations.cached(store_id))
 
         def step() -> Reservation | Again:
             now = self._clock()
-            res, replacing = ask.hold_at(now, tried.unlimited, self._settings.MAX_EXTENSIONS), tried.replacing
+            replacing = tried.replacing
             if replacing is not None and replacing.checkout_id and replacing.checkout_id != checkout_id:
                 raise HeldByCheckout(replacing.reservation_id, replacing.checkout_id, "cancel")
-            why = self._try(res, replacing, alongside, now)
+            plan = self._plan(ask, replacing) if tried.planned else None
+            if plan is not None and (plan.short or plan.over_limit):
+                return self._refused(ask, _Why(), tried, now, plan)
+            planned = plan.lines if plan is not None else None
+            res = ask.hold_at(now, tried.unlimited, self._settings.MAX_EXTENSIONS, planned)
+            why = self._try(res, replacing, alongside, now, plan)
             if why is None:
                 count("ReservationsCreated")
                 if replacing is not None:
@@ -152,12 +175,35 @@ class Reserving:
 
         return settle("the cart or its stock", step)
 
-    def _refused(self, ask: _Ask, why: _Why, tried: _Tries, now: int) -> Reservation | Again:
+    def _plan(self, ask: _Ask, replacing: Reservation | None) -> HoldPlan:
+        """Read the lines' cells and the store's locations, and plan which cells each line takes."""
+        locations = self._locations.cached(ask.store_id)
+        wanted = ask.rules.location_ids or ()
+        if any(x != DEFAULT_LOCATION and x not in locations for x in wanted):
+            locations = self._locations.all(ask.store_id)  # perhaps defined since this container read them
+            unknown = [x for x in wanted if x != DEFAULT_LOCATION and x not in locations]
+            if unknown:
+                raise NotFound(f"no location {', '.join(unknown)}", {"locationIds": unknown})
+        levels = self._stock.get_many(ask.store_id, [x.sku for x in ask.lines])
+        return plan_hold(ask.lines, levels, locations, ask.rules, ask.customer_id, replacing)
+
+    def _refused(
+        self, ask: _Ask, why: _Why, tried: _Tries, now: int, plan: HoldPlan | None = None
+    ) -> Reservation | Again:
         """What a refused try means: an earlier run's hold, another try, or the refusal itself."""
         if why.exists:
             return self._earlier_result(ask.store_id, ask.rid, ask.cart_id, ask.lines)
         if why.alongside_failed:
             raise CheckoutChanged()
+        over_limit = (plan.over_limit if plan else []) + why.over_limit
+        if over_limit:
+            count("ReservationsRefused")
+            raise PurchaseLimitReached(over_limit)
+        if why.needs_plan and not tried.planned:
+            tried.planned = True
+            return AGAIN
+        if why.stale_plan:
+            return AGAIN
         if why.unlimited or why.limited:
             tried.unlimited |= set(why.unlimited)
             tried.unlimited -= set(why.limited)
@@ -169,18 +215,30 @@ class Reserving:
             if self._free_dead_cart(ask.store_id, ask.cart_id, why, now):
                 return AGAIN
             raise CartAlreadyReserved(ask.cart_id, why.cart_holder)
+        planned_short = plan.short if plan else []
+        short_skus = set(why.short) | set(why.unknown) | {x["sku"] for x in planned_short}
         if not tried.freed_dead_holds:
             tried.freed_dead_holds = True
-            if self._end_dead_holds(ask.store_id, set(why.short) | set(why.unknown), now):
+            if self._end_dead_holds(ask.store_id, short_skus, now):
                 return AGAIN  # units came back: try once more within this request
         count("ReservationsRefused")
-        raise InsufficientStock(short_lines(ask.lines, why.unknown, why.short, tried.replacing))
+        raise InsufficientStock(planned_short or short_lines(ask.lines, why.unknown, why.short, tried.replacing))
 
     def _try(
-        self, res: Reservation, replacing: Reservation | None, alongside: Alongside | None, now: int
+        self,
+        res: Reservation,
+        replacing: Reservation | None,
+        alongside: Alongside | None,
+        now: int,
+        plan: HoldPlan | None,
     ) -> _Why | None:
         """Commit the reserve's unit; None when it committed, else why it was refused."""
-        moves = reserve_moves(res, replacing)
+        moves = reserve_moves(res, replacing, plan.floors if plan else None, plain=plan is None)
+        allowances = [
+            CountAllowance(res.store_id, res.customer_id or "", a.sku, a.delta, a.limit, now)
+            for a in (plan.allowances if plan else [])
+            if a.delta != 0
+        ]
         extra = list(alongside(res)) if alongside else []
         put = PutHold(res, active_purge_at(res.expires_at, self._settings))
         take = TakeCart(res, replacing.reservation_id if replacing else None)
@@ -194,19 +252,15 @@ class Reserving:
                 else Cause("reservation_released", reason="replaced")
             )
             ended.append(EndHold(replacing, to, now, cause, ended_purge_at(now, self._settings), None))
-        bookkeeping = 2 + len(ended) + len(extra)
+        bookkeeping = 2 + len(ended) + len(extra) + len(allowances)
         if bookkeeping + len(moves) > MAX_UNIT_ACTIONS:
-            raise ValidationFailed(
-                f"the old and new carts together touch {len(moves)} SKUs; an atomic swap holds at most "
-                f"{MAX_UNIT_ACTIONS - bookkeeping}. Release the old reservation first.",
-                {"fields": [{"field": "items"}]},
-            )
+            raise ValidationFailed(_too_big(len(moves), bookkeeping, replacing), {"fields": [{"field": "items"}]})
         move_cause = Cause("reservation_created", ref=res.reservation_id)
         stock = [MoveStock(res.store_id, m, now, move_cause) for m in moves]
         try:
-            self._unit.commit([put, take, *ended, *stock, *extra])
+            self._unit.commit([put, take, *ended, *stock, *allowances, *extra])
         except Refused as refused:
-            return _why(refused, put, take, replacing, extra)
+            return _why(refused, put, take, replacing, extra, planned=plan is not None)
         return None
 
     def _free_dead_cart(self, store_id: str, cart_id: str, why: _Why, now: int) -> bool:
@@ -246,8 +300,27 @@ class Reserving:
         return earlier
 
 
+def _too_big(moves: int, bookkeeping: int, replacing: Reservation | None) -> str:
+    """A unit of work is one transaction: a hold that cannot fit is refused, never split."""
+    room = MAX_UNIT_ACTIONS - bookkeeping
+    if replacing is not None:
+        return (
+            f"the old and new carts together touch {moves} stock cells; an atomic swap holds at most {room}. "
+            "Release the old reservation first."
+        )
+    return (
+        f"the allocation takes from {moves} stock cells (SKUs x locations); one atomic hold takes at most {room}. "
+        "Hold fewer lines, or use split: false or locationIds."
+    )
+
+
 def _why(
-    refused: Refused, put: PutHold, take: TakeCart, replacing: Reservation | None, extra: Sequence[Intent]
+    refused: Refused,
+    put: PutHold,
+    take: TakeCart,
+    replacing: Reservation | None,
+    extra: Sequence[Intent],
+    planned: bool = False,
 ) -> _Why:
     why = _Why(exists=refused.hit(put) is not None)
     slot = refused.hit(take)
@@ -259,9 +332,22 @@ def _why(
             why.cart_holder_expires_at = slot.current.get("expiresAt")
     if refused.of(EndHold):
         why.replaced_changed = True
+    for failed in refused.of(CountAllowance):
+        a = failed.intent
+        used = (failed.current or {}).get("used", 0)
+        why.over_limit.append({"sku": a.sku, "requested": a.delta, "limit": a.limit, "used": used})
     for failed in refused.of(MoveStock):
         move, level = failed.intent.move, failed.current
-        if level is None:
+        if planned:
+            why.stale_plan = True
+        elif level is not None and (
+            len(level.cell_ids) > 1
+            or level.backorder_limit > 0
+            or level.max_per_cart is not None
+            or level.max_per_customer is not None
+        ):
+            why.needs_plan = True
+        elif level is None:
             why.unknown.append(move.sku)
         elif move.require_unlimited and not level.unlimited:
             why.limited.append(move.sku)
