@@ -6,7 +6,8 @@ items, never the AUDIT and EVENT_SENT items this function writes into the same t
 Per record, in stream order:
 
 1. its audit entries (stockhold.data.audit) are written, each only if absent (docs/audit.md);
-2. its events (stockhold.data.events.decide; none when nothing crossed) are published,
+2. its events (stockhold.data.events.decide, and for a SKU kept in several cells
+   stockhold.data.stock_totals, judged on the SKU's total; none when nothing crossed) are published,
    skipping those already sent (the dedupe marker), failing the record when EventBridge
    refuses an entry (docs/events.md).
 
@@ -29,6 +30,7 @@ from stockhold.data.event_bus import EventPublisher
 from stockhold.data.event_store import EventMarkers
 from stockhold.data.events import decide, summary
 from stockhold.data.schema import stream_change
+from stockhold.data.stock_totals import SkuTotals
 from stockhold.domain.ids import now_ms
 from stockhold.observability import count, logger, metrics, tracer
 from stockhold.wiring import dynamodb_client, events_client, services
@@ -48,6 +50,10 @@ def _publisher() -> EventPublisher:
     return EventPublisher(events_client(), markers, settings.EVENT_BUS_NAME, now_ms)
 
 
+def _totals() -> SkuTotals:
+    return SkuTotals(dynamodb_client(), services().settings.TABLE_NAME)
+
+
 def write_audit(record: DynamoDBRecord) -> None:
     entries = entries_for(stream_change(record.raw_event))
     written = services().audit.put(entries)
@@ -58,7 +64,9 @@ def write_audit(record: DynamoDBRecord) -> None:
 
 
 def publish_events(record: DynamoDBRecord, publisher: EventPublisher, threshold: int) -> None:
-    for published in publisher.publish(decide(stream_change(record.raw_event), threshold, now_ms())):
+    change = stream_change(record.raw_event)
+    events = decide(change, threshold, now_ms()) + _totals().events_for(change, threshold)
+    for published in publisher.publish(events):
         count("EventsPublished")
         logger.info("event published", event=summary(published), event_id=published["detail"]["eventId"])
 

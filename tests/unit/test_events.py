@@ -47,6 +47,25 @@ def test_the_sequence_10_6_5_3_0_4_emits_low_out_back_in_once_each() -> None:
     assert emitted == ["StockLow", "StockOut", "StockBackIn"]
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        (0, -2, []),  # taking backorders: still out, not "back in"
+        (1, -1, ["StockOut"]),  # straight past zero into backorders
+        (-2, 0, []),  # backorders filled: still nothing to sell
+        (-1, 3, ["StockBackIn"]),
+    ],
+)
+def test_a_sku_taking_backorders_is_out_below_zero_too(before: int, after: int, expected: list[str]) -> None:
+    assert kinds(stream_record("MODIFY", stock(before, backorderLimit=5), stock(after, backorderLimit=5))) == expected
+
+
+@pytest.mark.parametrize("extra", [{"location": "leeds", "sk": "STOCK#leeds"}, {"cells": {"leeds"}}])
+def test_a_cell_of_a_sku_kept_in_several_places_is_judged_on_the_total_not_here(extra: dict[str, Any]) -> None:
+    """stockhold.data.stock_totals reads the SKU's cells; one cell's images decide nothing."""
+    assert kinds(stream_record("MODIFY", stock(1, **extra), stock(0, **extra))) == []
+
+
 @pytest.mark.parametrize(("available", "expected"), [(10, []), (5, ["StockLow"]), (3, ["StockLow"]), (0, ["StockOut"])])
 def test_a_new_sku_counts_as_in_stock_and_not_low_before(available: int, expected: list[str]) -> None:
     assert kinds(stream_record("INSERT", None, stock(available))) == expected

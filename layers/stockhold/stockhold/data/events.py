@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypedDict
 
-from stockhold.data.schema import ORDER, RESERVATION, STOCK, Item, StreamChange
+from stockhold.data.schema import HEAD_CELL, ORDER, RESERVATION, STOCK, Item, StreamChange
 from stockhold.domain.models import ReservationStatus, rfc3339
 
 SOURCE = "stockhold"
@@ -77,9 +77,17 @@ def decide(change: StreamChange, default_threshold: int, now_ms: int | None = No
 
 
 @dataclass(frozen=True)
-class _StockState:
+class StockState:
     out: bool
     low: bool
+
+    @property
+    def name(self) -> str:
+        return "out" if self.out else "low" if self.low else "ok"
+
+    @classmethod
+    def named(cls, name: str) -> StockState:
+        return cls(out=name == "out", low=name in ("out", "low"))
 
 
 def _threshold(item: Item, default: int) -> int:
@@ -87,26 +95,44 @@ def _threshold(item: Item, default: int) -> int:
     return default if value is None else int(value)
 
 
-def _stock_state(item: Item | None, default: int) -> _StockState:
+def judge(available: int, threshold: int) -> StockState:
+    """Out when nothing is left to sell (zero, or below zero once backorders are taken)."""
+    return StockState(out=available <= 0, low=available <= threshold)
+
+
+def _stock_state(item: Item | None, default: int) -> StockState:
     """No earlier image (a new SKU) or an unlimited one counts as neither out nor low."""
     if item is None or item.get("unlimited"):
-        return _StockState(out=False, low=False)
-    available = int(item["available"])
-    return _StockState(out=available == 0, low=available <= _threshold(item, default))
+        return StockState(out=False, low=False)
+    return judge(int(item["available"]), _threshold(item, default))
+
+
+def crossing(before: StockState, after: StockState) -> DetailType | None:
+    """The one stock event a change of state stands for, if any."""
+    if after.out and not before.out:
+        return DetailType.STOCK_OUT
+    if before.out and not after.out:
+        return DetailType.STOCK_BACK_IN
+    if after.low and not before.low and not after.out:
+        return DetailType.STOCK_LOW
+    return None
+
+
+def is_multi_cell(item: Item) -> bool:
+    """A stock item of a SKU kept in more than one cell: its events are judged on the SKU's
+    total (stockhold.data.stock_totals), never on one cell's image."""
+    return item.get("location", HEAD_CELL) != HEAD_CELL or bool(item.get("cells"))
+
+
+def stock_event(record_id: str, detail_type: DetailType, detail: dict[str, Any]) -> Event:
+    return _event(record_id, detail_type, detail)
 
 
 def _stock_events(record_id: str, old: Item | None, new: Item, default: int) -> list[Event]:
-    if new.get("unlimited"):
-        return []  # unlimited items are never out, never low
-    before, after = _stock_state(old, default), _stock_state(new, default)
-    found: list[DetailType] = []
-    if after.out and not before.out:
-        found.append(DetailType.STOCK_OUT)
-    elif before.out and not after.out:
-        found.append(DetailType.STOCK_BACK_IN)
-    elif after.low and not before.low and not after.out:
-        found.append(DetailType.STOCK_LOW)
-    if not found:
+    if new.get("unlimited") or is_multi_cell(new):
+        return []  # unlimited items are never out, never low; several cells: judged on the total
+    found = crossing(_stock_state(old, default), _stock_state(new, default))
+    if found is None:
         return []
     detail = {
         "storeId": new["storeId"],
@@ -119,7 +145,7 @@ def _stock_events(record_id: str, old: Item | None, new: Item, default: int) -> 
         "at": rfc3339(int(new["updatedAt"])),
         "cause": {"action": new.get("lastAction"), "ref": new.get("lastRef")},
     }
-    return [_event(record_id, t, detail) for t in found]
+    return [_event(record_id, found, detail)]
 
 
 def _items(item: Item) -> list[dict[str, Any]]:
