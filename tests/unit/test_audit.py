@@ -132,6 +132,39 @@ def test_a_new_stock_item_is_stock_set_with_its_counters() -> None:
     }
 
 
+def test_a_split_hold_records_the_cells_each_line_took_from_and_its_backorders() -> None:
+    lines = [
+        {
+            "sku": "A-1",
+            "quantity": 5,
+            "held": True,
+            "allocations": [{"locationId": "leeds", "quantity": 3}, {"locationId": "default", "quantity": 2}],
+            "backordered": 1,
+        },
+        {"sku": "B-2", "quantity": 1, "held": True},
+    ]
+    entry = only(entries_for(change("INSERT", reservation(lines=lines))))
+    assert entry.after is not None
+    assert entry.after["items"] == [
+        {
+            "sku": "A-1",
+            "quantity": 5,
+            "allocations": [{"locationId": "leeds", "quantity": 3}, {"locationId": "default", "quantity": 2}],
+            "backordered": 1,
+        },
+        {"sku": "B-2", "quantity": 1},
+    ]
+
+
+def test_a_cell_at_another_location_names_it_and_a_skus_limits_are_recorded() -> None:
+    leeds = only(entries_for(change("INSERT", stock(sk="STOCK#leeds", location="leeds", lastAction="stock_set"))))
+    assert leeds.after is not None and leeds.after["locationId"] == "leeds"
+    head = only(entries_for(change("MODIFY", stock(backorderLimit=4, maxPerCustomer=2), stock())))
+    assert head.before is not None and head.after is not None
+    assert "locationId" not in head.after and "backorderLimit" not in head.before
+    assert (head.after["backorderLimit"], head.after["maxPerCustomer"]) == (4, 2)
+
+
 def test_a_stock_move_names_its_action_and_the_hold_that_caused_it() -> None:
     old = stock()
     new = stock(

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from stockhold.data.schema import AUDITED_TYPES, CHECKOUT, RESERVATION, STOCK, StreamChange
+from stockhold.data.schema import AUDITED_TYPES, CHECKOUT, HEAD_CELL, RESERVATION, STOCK, StreamChange
 from stockhold.domain.models import ReservationStatus, rfc3339
 
 TTL_SERVICE_ACTOR = "system:ttl"
@@ -183,7 +183,21 @@ def _order(change: StreamChange, new: Mapping[str, Any], old: Mapping[str, Any] 
 
 
 def _items(lines: Any) -> list[dict[str, Any]]:
-    return [{"sku": x.get("sku"), "quantity": x.get("quantity")} for x in lines or [] if isinstance(x, Mapping)]
+    """Each line's SKU and quantity, with the cells it took from (``allocations``) and its
+    ``backordered`` units when it has them (a store with no locations: exactly as before)."""
+    out = []
+    for x in lines or []:
+        if not isinstance(x, Mapping):
+            continue
+        line = {"sku": x.get("sku"), "quantity": x.get("quantity")}
+        if x.get("allocations"):
+            line["allocations"] = [
+                {"locationId": a.get("locationId"), "quantity": a.get("quantity")} for a in x["allocations"]
+            ]
+        if x.get("backordered"):
+            line["backordered"] = x["backordered"]
+        out.append(line)
+    return out
 
 
 def _time(value: Any) -> str | None:
@@ -210,8 +224,10 @@ def _reservation_view(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _stock_view(item: Mapping[str, Any]) -> dict[str, Any]:
-    """The counters, always all six keys (``lowStockThreshold`` null when the store default applies)."""
-    return {
+    """The counters, always all six keys (``lowStockThreshold`` null when the store default
+    applies); a cell at another location than ``default`` adds its ``locationId``, and a
+    SKU's settings from "Stock in many places" are added when set."""
+    view = {
         "onHand": item.get("onHand"),
         "reserved": item.get("reserved"),
         "allocated": item.get("allocated"),
@@ -219,6 +235,13 @@ def _stock_view(item: Mapping[str, Any]) -> dict[str, Any]:
         "unlimited": bool(item.get("unlimited", False)),
         "lowStockThreshold": item.get("lowStockThreshold"),
     }
+    location = item.get("location", HEAD_CELL)
+    if location != HEAD_CELL:
+        view["locationId"] = location
+    for name in ("backorderLimit", "maxPerCart", "maxPerCustomer"):
+        if item.get(name) is not None:
+            view[name] = item[name]
+    return view
 
 
 def _checkout_view(item: Mapping[str, Any]) -> dict[str, Any]:
