@@ -38,6 +38,11 @@ __all__ = ["DEMO_SKUS", "REGION", "LocalStack", "StackConfig"]
 
 REGION = "us-east-1"
 DEMO_SKUS = {"TSHIRT-M": 20, "MUG": 5, "POSTER": 1}
+# A second place to keep stock, and a SKU kept in both: reserving 4 HOODIEs splits the line
+# (2 from default, which allocates first, and 2 from leeds-dc); "locationIds": ["leeds-dc"]
+# is click and collect from Leeds only.
+DEMO_LOCATION = ("leeds-dc", "Leeds warehouse", 10)
+DEMO_SPLIT = {"HOODIE": {"default": 2, "leeds-dc": 3}}
 JAVA = "DynamoDB Local (Java)"
 
 
@@ -272,7 +277,7 @@ class LocalStack:
 
     def _seed(self) -> None:
         from stockhold.domain.ids import now_ms
-        from stockhold.domain.models import Role
+        from stockhold.domain.models import Location, Role
         from stockhold.settings import Settings
         from stockhold.wiring import build
 
@@ -281,13 +286,22 @@ class LocalStack:
         shop.tenancy.create_store("demo", "Demo store", now)
         shop.tenancy.add_key("demo", Role.ADMIN, now, self.config.admin_key, label="local admin")
         shop.tenancy.add_key("demo", Role.STOREFRONT, now, self.config.storefront_key, label="local storefront")
-        existing, _ = shop.stock.get_many("demo", list(DEMO_SKUS))
+        location_id, name, priority = DEMO_LOCATION
+        if location_id not in {x.location_id for x in shop.stock.locations("demo")}:
+            shop.stock.put_location(
+                "demo", Location(location_id=location_id, name=name, priority=priority, active=True)
+            )
+        existing, _ = shop.stock.get_many("demo", [*DEMO_SKUS, *DEMO_SPLIT])
+        known = {level.sku for level in existing}
         for sku, on_hand in DEMO_SKUS.items():
-            if sku not in {level.sku for level in existing}:
+            if sku not in known:
                 shop.stock.set("demo", sku, on_hand=on_hand, low_stock_threshold=None, unlimited=False)
-        self._say(
-            f"store demo with keys {self.config.admin_key} / {self.config.storefront_key} and SKUs {', '.join(DEMO_SKUS)}"
-        )
+        for sku, cells in DEMO_SPLIT.items():
+            if sku not in known:
+                for at, on_hand in cells.items():
+                    shop.stock.set_at("demo", sku, at, on_hand)
+        skus = ", ".join([*DEMO_SKUS, *(f"{sku} (in default and {location_id})" for sku in DEMO_SPLIT)])
+        self._say(f"store demo with keys {self.config.admin_key} / {self.config.storefront_key} and SKUs {skus}")
 
     def _start_http(self) -> None:
         gateway = Gateway(self.pools)
