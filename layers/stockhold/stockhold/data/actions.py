@@ -170,9 +170,11 @@ def _require_active(i: RequireActive) -> tuple[str, dict[str, Any]]:
 def _move_stock(i: MoveStock) -> tuple[str, dict[str, Any]]:
     move, key = i.move, to_av(stock_key(i.store_id, i.move.sku, i.move.location))
     if move.require_unlimited:
+        # Planned without a read: only while the SKU has no purchase limit (they count unlimited units too).
+        limits = " AND attribute_not_exists(maxPerCart) AND attribute_not_exists(maxPerCustomer)" if move.plain else ""
         return "ConditionCheck", {
             "Key": key,
-            "ConditionExpression": "unlimited = :t",
+            "ConditionExpression": "unlimited = :t" + limits,
             "ExpressionAttributeValues": to_av({":t": True}),
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }

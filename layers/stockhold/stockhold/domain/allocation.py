@@ -102,6 +102,14 @@ def allocate(
     return _whole(sku, quantity, available, order, room)
 
 
+def usable(
+    available: Mapping[str, int], locations: Mapping[str, Location], rules: Rules, backorder_limit: int = 0
+) -> int:
+    """The most units one line could take under ``rules`` (split), backorders included."""
+    order = order_locations(locations, available, rules)
+    return sum(_give(available, x) for x in order) + _backorder_room(order, available, backorder_limit)
+
+
 def _give(available: Mapping[str, int], location_id: str) -> int:
     return max(0, available.get(location_id, 0))
 

@@ -35,6 +35,17 @@ class HoldPlan:
     over_limit: list[dict[str, Any]] = field(default_factory=list)  # PURCHASE_LIMIT_REACHED details.items
 
 
+def places(locations: Mapping[str, Location]) -> dict[str, allocation.Location]:
+    return {k: allocation.Location(v.location_id, v.name, v.priority, v.active) for k, v in locations.items()}
+
+
+def usable_units(level: StockLevel, locations: Mapping[str, Location]) -> int:
+    """What a reservation with no allocation fields could take of ``level`` now: active
+    locations only, and the backorder room (``POST /stock/validate`` answers this)."""
+    available = {c.location_id: c.available for c in level.locations}
+    return allocation.usable(available, places(locations), allocation.Rules(), level.backorder_limit)
+
+
 def plan_hold(
     lines: Sequence[Line],
     levels: Mapping[str, StockLevel],
@@ -44,22 +55,29 @@ def plan_hold(
     replacing: Reservation | None = None,
 ) -> HoldPlan:
     """The plan of a hold of ``lines`` (every line, or the reasons it cannot be made)."""
-    places = {k: allocation.Location(v.location_id, v.name, v.priority, v.active) for k, v in locations.items()}
+    cells_at = places(locations)
     same_customer = replacing is not None and replacing.customer_id == customer_id
     old = {x.sku: x for x in replacing.held_lines} if replacing else {}
+    # What the replaced hold counted against this customer's allowances (another customer's
+    # units go back to them when the hold ends: usecases/reserve.py).
+    counted_before = {x.sku: x for x in replacing.lines if x.counted} if replacing and same_customer else {}
     plan = HoldPlan()
     for line in lines:
         level = levels.get(line.sku)
         if level is None:
             plan.short.append({"sku": line.sku, "requested": line.quantity, "available": 0})
             continue
-        if level.unlimited:
-            plan.lines.append(HeldLine(sku=line.sku, quantity=line.quantity, held=False))
-            continue
         counted = _limits(line, level, customer_id, plan)
+        if level.unlimited:  # never held, but limits apply to it too
+            plan.lines.append(HeldLine(sku=line.sku, quantity=line.quantity, held=False, counted=counted))
+            if counted:
+                plan.allowances.append(
+                    Allowance(line.sku, line.quantity - _was(counted_before, line.sku), level.max_per_customer)
+                )
+            continue
         returned = {c.location_id: c.quantity for c in old[line.sku].cells()} if line.sku in old else {}
         available = {c.location_id: c.available + returned.get(c.location_id, 0) for c in level.locations}
-        got = allocation.allocate(line.sku, line.quantity, available, places, rules, level.backorder_limit)
+        got = allocation.allocate(line.sku, line.quantity, available, cells_at, rules, level.backorder_limit)
         if isinstance(got, allocation.Shortfall):
             plan.short.append({"sku": line.sku, "requested": line.quantity, "available": got.available})
             continue
@@ -77,14 +95,19 @@ def plan_hold(
         if got.backordered:
             plan.floors[line.sku] = _floor(level, DEFAULT_LOCATION in returned)
         if counted:
-            was = old[line.sku].quantity if same_customer and line.sku in old and old[line.sku].counted else 0
-            plan.allowances.append(Allowance(line.sku, line.quantity - was, level.max_per_customer))
-    if same_customer:  # a replaced hold's counted SKUs the new one drops: their units go back
-        kept = {x.sku for x in plan.lines}
-        plan.allowances.extend(
-            Allowance(x.sku, -x.quantity, None) for x in old.values() if x.counted and x.sku not in kept
-        )
+            plan.allowances.append(
+                Allowance(line.sku, line.quantity - _was(counted_before, line.sku), level.max_per_customer)
+            )
+    # A replaced hold's counted SKUs the new one no longer counts: their units go back.
+    kept = {x.sku for x in plan.lines if x.counted}
+    plan.allowances.extend(Allowance(x.sku, -x.quantity, None) for x in counted_before.values() if x.sku not in kept)
     return plan
+
+
+def _was(counted_before: Mapping[str, HeldLine], sku: str) -> int:
+    """The units of ``sku`` the replaced hold (of the same customer) already counted."""
+    line = counted_before.get(sku)
+    return line.quantity if line is not None and line.counted else 0
 
 
 def _limits(line: Line, level: StockLevel, customer_id: str | None, plan: HoldPlan) -> bool:

@@ -114,9 +114,10 @@ def check_lines(lines: Sequence[Line]) -> None:
             raise ValidationFailed(f"quantity of {line.sku} must be 1..{MAX_QUANTITY}")
 
 
-def check_line(line: Line, level: StockLevel | None, default_threshold: int) -> LineCheck:
-    """Could ``line`` be held now (``POST /stock/validate``)?"""
-    available = level.available if level else 0
+def check_line(line: Line, level: StockLevel | None, default_threshold: int, usable: int | None = None) -> LineCheck:
+    """Could ``line`` be held now (``POST /stock/validate``)? ``usable``: what a reservation
+    could take (active locations, backorders); the SKU's ``available`` when not given."""
+    available = (level.available if usable is None else usable) if level else 0
     unlimited = bool(level and level.unlimited)
     if unlimited:
         status = StockStatus.IN_STOCK
@@ -146,7 +147,7 @@ def reserve_moves(
     for line in res.lines:
         if not line.held:
             if not any(sku == line.sku for sku, _ in old):
-                moves.append(StockMove(line.sku, require_unlimited=True))
+                moves.append(StockMove(line.sku, require_unlimited=True, plain=plain))
             continue
         for cell in line.cells():
             delta = cell.quantity - old.pop((line.sku, cell.location_id), 0)
@@ -203,7 +204,7 @@ def order_moves(lines: Iterable[HeldLine], to: OrderStatus) -> list[StockMove]:
 def allowance_returns(lines: Iterable[HeldLine]) -> dict[str, int]:
     """Units per SKU that go back to the customer's ``maxPerCustomer`` allowance when the
     hold (released, expired) or the order (cancelled) ends."""
-    return {x.sku: x.quantity for x in lines if x.held and x.counted}
+    return {x.sku: x.quantity for x in lines if x.counted}
 
 
 # --- deadlines and retention -----------------------------------------------------------

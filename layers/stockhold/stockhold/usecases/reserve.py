@@ -37,6 +37,7 @@ from stockhold.domain.rules import (
 from stockhold.domain.rules import hold_seconds as bounded_hold
 from stockhold.observability import count, logger
 from stockhold.settings import Settings
+from stockhold.usecases.ending import allowance_back
 from stockhold.usecases.expiry import Expiry
 from stockhold.usecases.holds import CheckoutChanged
 from stockhold.usecases.once import AGAIN, Again, settle
@@ -252,6 +253,9 @@ class Reserving:
                 else Cause("reservation_released", reason="replaced")
             )
             ended.append(EndHold(replacing, to, now, cause, ended_purge_at(now, self._settings), None))
+            if plan is None or replacing.customer_id != res.customer_id:
+                # The plan nets out the same customer's counted units; otherwise they all go back.
+                ended.extend(allowance_back(replacing.store_id, replacing.customer_id, replacing.lines, now))
         bookkeeping = 2 + len(ended) + len(extra) + len(allowances)
         if bookkeeping + len(moves) > MAX_UNIT_ACTIONS:
             raise ValidationFailed(_too_big(len(moves), bookkeeping, replacing), {"fields": [{"field": "items"}]})

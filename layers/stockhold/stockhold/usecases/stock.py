@@ -25,6 +25,7 @@ from stockhold.domain.intents import (
     SkuSettings,
 )
 from stockhold.domain.models import DEFAULT_LOCATION, CellLevel, Line, Location, RequestKey, StockLevel
+from stockhold.domain.planning import usable_units
 from stockhold.domain.rules import LineCheck, check_line, check_lines
 from stockhold.settings import Settings
 from stockhold.usecases.once import AGAIN, Again, once, settle
@@ -86,7 +87,14 @@ class StockService:
         """Answers whether each line could be held now; holds nothing."""
         check_lines(lines)
         found = self._stock.get_many(store_id, [line.sku for line in lines])
-        return [check_line(line, found.get(line.sku), self._settings.LOW_STOCK_THRESHOLD) for line in lines]
+        locations = self._locations.cached(store_id)
+        threshold = self._settings.LOW_STOCK_THRESHOLD
+        checks = []
+        for line in lines:
+            level = found.get(line.sku)
+            usable = usable_units(level, locations) if level is not None and not level.unlimited else None
+            checks.append(check_line(line, level, threshold, usable))
+        return checks
 
     # ----- locations
 
