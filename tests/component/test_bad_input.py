@@ -250,6 +250,17 @@ CASES = [
         role="admin",
     ),
     Case("put-stock-maxPerCart-zero", "PUT", "/stock/A-1", {"maxPerCart": 0}, fields=("maxPerCart",), role="admin"),
+    *(
+        Case(
+            f"put-stock-maxHoldSeconds-{name}",
+            "PUT",
+            "/stock/A-1",
+            {"maxHoldSeconds": v},
+            fields=("maxHoldSeconds",),
+            role="admin",
+        )
+        for name, v in (("zero", 0), ("negative", -60), ("fractional", 90.5), ("string", "120"), ("over-a-day", 86_401))
+    ),
     Case(
         "put-stock-at-unknown-location",
         "PUT",

@@ -154,6 +154,19 @@ class StockIn(ApiInput):
     backorder_limit: Annotated[Count, Field(description="available may go down to -backorderLimit")] | None = None
     max_per_cart: Limit | None = None
     max_per_customer: Limit | None = None
+    max_hold_seconds: (
+        Annotated[
+            int,
+            Field(
+                strict=True,
+                ge=1,
+                le=86_400,
+                description="Any hold containing this SKU ends at most this long after "
+                "it is granted (extensions and the payment window too); null: no cap",
+            ),
+        ]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _something(self) -> StockIn:
@@ -166,7 +179,14 @@ class StockIn(ApiInput):
 
     def given_settings(self) -> dict[str, Any]:
         """The settings this request names (SkuSettings field names), null ones included."""
-        names = ("low_stock_threshold", "unlimited", "backorder_limit", "max_per_cart", "max_per_customer")
+        names = (
+            "low_stock_threshold",
+            "unlimited",
+            "backorder_limit",
+            "max_per_cart",
+            "max_per_customer",
+            "max_hold_seconds",
+        )
         return {n: getattr(self, n) for n in names if n in self.model_fields_set}
 
 

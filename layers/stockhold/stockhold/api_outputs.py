@@ -62,6 +62,7 @@ class StockOut(ApiOutput):
     backordered: int | None = unused_omitted("Units held or ordered beyond stock")
     max_per_cart: int | None = unused_omitted("Most units of this SKU one cart may hold (absent: no limit)")
     max_per_customer: int | None = unused_omitted("Most units one customer may hold and have ordered (absent: none)")
+    max_hold_seconds: int | None = unused_omitted("A hold containing this SKU lasts at most this long (absent: no cap)")
     locations: list[CellOut] | None = unused_omitted("Each location's counters (absent: all at default)")
 
     @classmethod
@@ -81,6 +82,7 @@ class StockOut(ApiOutput):
             backordered=level.backordered if level.backorder_limit or level.backordered else None,
             max_per_cart=level.max_per_cart,
             max_per_customer=level.max_per_customer,
+            max_hold_seconds=level.max_hold_seconds,
             locations=None
             if [c.location_id for c in level.locations] in ([], [DEFAULT_LOCATION])
             else [

@@ -172,6 +172,7 @@ def _move_stock(i: MoveStock) -> tuple[str, dict[str, Any]]:
     if move.require_unlimited:
         # Planned without a read: only while the SKU has no purchase limit (they count unlimited units too).
         limits = " AND attribute_not_exists(maxPerCart) AND attribute_not_exists(maxPerCustomer)" if move.plain else ""
+        limits += " AND attribute_not_exists(maxHoldSeconds)" if move.plain else ""
         return "ConditionCheck", {
             "Key": key,
             "ConditionExpression": "unlimited = :t" + limits,
@@ -204,7 +205,7 @@ def _move_stock(i: MoveStock) -> tuple[str, dict[str, Any]]:
             conditions.extend(_backorder_floor(move, values))
     if move.plain:
         conditions.append("attribute_not_exists(cells) AND attribute_not_exists(maxPerCart)")
-        conditions.append("attribute_not_exists(maxPerCustomer)")
+        conditions.append("attribute_not_exists(maxPerCustomer) AND attribute_not_exists(maxHoldSeconds)")
     removes: list[str] = []
     cause_update(i.cause, values, sets, removes)
     params: dict[str, Any] = {
@@ -270,6 +271,7 @@ def _set_settings(settings: SkuSettings, values: dict[str, Any], sets: list[str]
         "backorderLimit": settings.backorder_limit or None,
         "maxPerCart": settings.max_per_cart,
         "maxPerCustomer": settings.max_per_customer,
+        "maxHoldSeconds": settings.max_hold_seconds,
     }
     for name, value in fields.items():
         if value is None:

@@ -238,7 +238,7 @@ def _stock_view(item: Mapping[str, Any]) -> dict[str, Any]:
     location = item.get("location", HEAD_CELL)
     if location != HEAD_CELL:
         view["locationId"] = location
-    for name in ("backorderLimit", "maxPerCart", "maxPerCustomer"):
+    for name in ("backorderLimit", "maxPerCart", "maxPerCustomer", "maxHoldSeconds"):
         if item.get(name) is not None:
             view[name] = item[name]
     return view

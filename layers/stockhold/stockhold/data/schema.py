@@ -204,6 +204,7 @@ def stock_from_item(item: Item, others: Sequence[Item] = ()) -> StockLevel:
         backorder_limit=item.get("backorderLimit", 0),
         max_per_cart=item.get("maxPerCart"),
         max_per_customer=item.get("maxPerCustomer"),
+        max_hold_seconds=item.get("maxHoldSeconds"),
         locations=tuple(cells),
         cell_ids=tuple(sorted({DEFAULT_LOCATION, *item.get("cells", ())})) if item.get("location") == HEAD_CELL else (),
     )
@@ -274,6 +275,7 @@ def reservation_from_item(item: Item) -> Reservation:
         expired_by=item.get("expiredBy"),
         checkout_id=item.get("checkoutId"),
         payment_window_at=item.get("paymentWindowAt"),
+        max_hold_seconds=item.get("maxHoldSeconds"),
     )
 
 
@@ -293,6 +295,7 @@ def reservation_to_item(res: Reservation, purge_at: int) -> Item:
         "maxExtensions": res.max_extensions,
         "purgeAt": purge_at,
         "checkoutId": res.checkout_id,
+        "maxHoldSeconds": res.max_hold_seconds,
         **(hold_sweep_keys(res.reservation_id, res.expires_at) if res.status is ReservationStatus.ACTIVE else {}),
     }
 
@@ -416,6 +419,7 @@ def stock_item(store_id: str, level: StockLevel, cause: Cause) -> Item:
         "backorderLimit": level.backorder_limit or None,
         "maxPerCart": level.max_per_cart,
         "maxPerCustomer": level.max_per_customer,
+        "maxHoldSeconds": level.max_hold_seconds,
         **stock_sweep_keys(store_id, level.sku),
         **cause_attributes(cause),
     }

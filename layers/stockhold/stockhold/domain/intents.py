@@ -142,6 +142,7 @@ class SkuSettings:
     backorder_limit: int = 0
     max_per_cart: int | None = None
     max_per_customer: int | None = None
+    max_hold_seconds: int | None = None
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ class StockLevel(BaseModel):
     backorder_limit: int = 0
     max_per_cart: int | None = None
     max_per_customer: int | None = None
+    max_hold_seconds: int | None = None  # every hold of this SKU ends at most this long after it is granted
     locations: tuple[CellLevel, ...] = ()  # every cell, ``default`` first; the counters above are their sums
     cell_ids: tuple[str, ...] = ()  # read from a SKU's head: every location it has a cell in
 
@@ -159,6 +160,11 @@ class Reservation(BaseModel):
     expired_by: str | None = None  # timer | ttl | reconcile | request: which path ended it
     checkout_id: str | None = None  # set when a checkout made the hold: the checkout follows its end
     payment_window_at: int | None = None  # when the checkout entered payment (extended once, for free)
+    max_hold_seconds: int | None = None  # the lowest maxHoldSeconds of its SKUs when it was made
+
+    def grant(self, seconds: int) -> int:
+        """The seconds a deadline may be moved to from now: ``seconds``, capped by the hold's SKUs."""
+        return seconds if self.max_hold_seconds is None else min(seconds, self.max_hold_seconds)
 
     def status_at(self, now_ms: int) -> ReservationStatus:
         """A hold is over at its deadline, whether or not anything has released it yet."""

@@ -33,6 +33,7 @@ class HoldPlan:
     allowances: list[Allowance] = field(default_factory=list)
     short: list[dict[str, Any]] = field(default_factory=list)  # INSUFFICIENT_STOCK details.items
     over_limit: list[dict[str, Any]] = field(default_factory=list)  # PURCHASE_LIMIT_REACHED details.items
+    max_hold_seconds: int | None = None  # the lowest maxHoldSeconds of the lines' SKUs
 
 
 def places(locations: Mapping[str, Location]) -> dict[str, allocation.Location]:
@@ -68,6 +69,8 @@ def plan_hold(
             plan.short.append({"sku": line.sku, "requested": line.quantity, "available": 0})
             continue
         counted = _limits(line, level, customer_id, plan)
+        if level.max_hold_seconds is not None:
+            plan.max_hold_seconds = min(level.max_hold_seconds, plan.max_hold_seconds or level.max_hold_seconds)
         if level.unlimited:  # never held, but limits apply to it too
             plan.lines.append(HeldLine(sku=line.sku, quantity=line.quantity, held=False, counted=counted))
             if counted:

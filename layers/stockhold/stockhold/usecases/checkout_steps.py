@@ -81,7 +81,12 @@ class CheckoutSteps(CheckoutBase):
         write = PutCheckout(saved, chk.version, Cause("checkout_updated", ref=chk.reservation_id))
         warnings: list[dict[str, Any]] = []
         seconds = self._settings.CHECKOUT_HOLD_SECONDS
-        if view.status is CheckoutStatus.CHECKOUT and res is not None and self._extension_due(res, now, seconds):
+        if (
+            view.status is CheckoutStatus.CHECKOUT
+            and res is not None
+            and self._extension_due(res, now, seconds)
+            and now + res.grant(seconds) * 1000 > res.expires_at  # a maxHoldSeconds cap may leave nothing to gain
+        ):
             if res.extensions_left > 0:
                 try:
                     extended = self._p.lifecycle.extend_with(res, seconds, [write], key)

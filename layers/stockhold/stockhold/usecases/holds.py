@@ -95,7 +95,7 @@ class Holds:
         def step() -> Reservation | Again:
             res, now = seen[0], self._clock()
             self._expiry.require_live(res, now)
-            deadline = now + hold * 1000
+            deadline = now + res.grant(hold) * 1000
             if deadline <= res.expires_at:
                 return res  # already later than asked: nothing to do, no extension used
             if res.extensions_left == 0:
@@ -122,7 +122,7 @@ class Holds:
         checkout's write) in the same unit. CheckoutChanged when either moved since read."""
         now = self._clock()
         try:
-            extended = self._extend_unit(res, now + seconds * 1000, now, with_=with_, key=key)
+            extended = self._extend_unit(res, now + res.grant(seconds) * 1000, now, with_=with_, key=key)
         except HoldRefused:
             raise CheckoutChanged() from None
         count("ReservationsExtended")
@@ -137,7 +137,7 @@ class Holds:
         then writes the checkout alone."""
         now = self._clock()
         self._expiry.require_live(res, now)
-        deadline = now + seconds * 1000
+        deadline = now + res.grant(seconds) * 1000
         if res.payment_window_at is not None or deadline <= res.expires_at:
             return None
         try:

@@ -78,7 +78,12 @@ class _Ask:
     rules: Rules
 
     def hold_at(
-        self, now: int, unlimited: set[str], max_extensions: int, planned: Sequence[HeldLine] | None = None
+        self,
+        now: int,
+        unlimited: set[str],
+        max_extensions: int,
+        planned: Sequence[HeldLine] | None = None,
+        max_hold_seconds: int | None = None,
     ) -> Reservation:
         """The hold this request makes if its try at ``now`` commits: ``planned`` lines, or
         (planned without a read) every line from the ``default`` cell."""
@@ -92,10 +97,11 @@ class _Ask:
             if planned is not None
             else tuple(HeldLine(sku=x.sku, quantity=x.quantity, held=x.sku not in unlimited) for x in self.lines),
             created_at=now,
-            expires_at=now + self.hold * 1000,
+            expires_at=now + (self.hold if max_hold_seconds is None else min(self.hold, max_hold_seconds)) * 1000,
             extensions_used=0,
             max_extensions=max_extensions,
             checkout_id=self.checkout_id,
+            max_hold_seconds=max_hold_seconds,
         )
 
 
@@ -164,7 +170,8 @@ class Reserving:
             if plan is not None and (plan.short or plan.over_limit):
                 return self._refused(ask, _Why(), tried, now, plan)
             planned = plan.lines if plan is not None else None
-            res = ask.hold_at(now, tried.unlimited, self._settings.MAX_EXTENSIONS, planned)
+            cap = plan.max_hold_seconds if plan is not None else None
+            res = ask.hold_at(now, tried.unlimited, self._settings.MAX_EXTENSIONS, planned, cap)
             why = self._try(res, replacing, alongside, now, plan)
             if why is None:
                 count("ReservationsCreated")
@@ -349,6 +356,7 @@ def _why(
             or level.backorder_limit > 0
             or level.max_per_cart is not None
             or level.max_per_customer is not None
+            or level.max_hold_seconds is not None
         ):
             why.needs_plan = True
         elif level is None:

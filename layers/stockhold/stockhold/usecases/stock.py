@@ -41,6 +41,7 @@ def settings_of(level: StockLevel) -> SkuSettings:
         backorder_limit=level.backorder_limit,
         max_per_cart=level.max_per_cart,
         max_per_customer=level.max_per_customer,
+        max_hold_seconds=level.max_hold_seconds,
     )
 
 
@@ -285,6 +286,7 @@ def _new_level(sku: str, on_hand: int, settings: SkuSettings, now: int) -> Stock
         backorder_limit=settings.backorder_limit,
         max_per_cart=settings.max_per_cart,
         max_per_customer=settings.max_per_customer,
+        max_hold_seconds=settings.max_hold_seconds,
         locations=(
             CellLevel(location_id=DEFAULT_LOCATION, on_hand=on_hand, reserved=0, allocated=0, available=on_hand),
         ),
