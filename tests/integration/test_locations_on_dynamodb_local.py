@@ -619,3 +619,29 @@ def test_all_ending_paths_racing_on_a_split_hold_return_cells_and_allowance_exac
     assert sum(winners.values()) == ROUNDS
     assert shop.reconciler.run().drift == []
     assert_invariants(shop)
+
+
+def test_a_limited_sku_in_a_store_without_locations_pays_the_refused_try_once_per_container(
+    local: Services,
+) -> None:
+    """The one-request reserve is refused by a SKU with a limit; the container remembers that
+    SKU (LOCATIONS_CACHE_SECONDS), so later reserves read and plan straight away: no refused
+    transaction (billed by DynamoDB) on every request."""
+    local.stock.set(STORE, "LTD", on_hand=100, max_per_customer=50)
+    sent: list[str] = []
+    client = wiring.dynamodb_client()
+
+    def record(event_name: str, **_: Any) -> None:
+        sent.append(event_name.rsplit(".", 1)[-1])
+
+    client.meta.events.register("before-call.dynamodb", record)
+    try:
+        for n in range(3):
+            local.reserving.reserve(STORE, cart_id=f"ltd-{n}", customer_id="u1", lines=[Line(sku="LTD", quantity=1)])
+            if n == 0:
+                first, sent[:] = list(sent), []
+    finally:
+        client.meta.events.unregister("before-call.dynamodb", record)
+    assert first.count("TransactWriteItems") == 2  # the one-request try, refused, then the planned one
+    assert sent.count("TransactWriteItems") == 2  # two more reserves: one transaction each
+    assert local.stock.get(STORE, "LTD").reserved == 3

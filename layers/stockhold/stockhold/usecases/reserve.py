@@ -42,6 +42,7 @@ from stockhold.usecases.expiry import Expiry
 from stockhold.usecases.holds import CheckoutChanged
 from stockhold.usecases.once import AGAIN, Again, settle
 
+_NEEDS_PLAN_ENTRIES = 10_000
 # A checkout's own writes, made in the hold's unit (given the hold about to be made).
 Alongside = Callable[[Reservation], Sequence[Intent]]
 
@@ -59,6 +60,7 @@ class _Why:
     limited: list[str] = field(default_factory=list)  # believed unlimited, but are not
     short: dict[str, int] = field(default_factory=dict)  # sku -> available at the time
     alongside_failed: bool = False
+    needs_plan_skus: list[str] = field(default_factory=list)
     needs_plan: bool = False  # planned without a read, but the SKU has cells, limits or backorders
     stale_plan: bool = False  # a planned cell moved since it was read
     over_limit: list[dict[str, object]] = field(default_factory=list)  # allowances the customer has used up
@@ -133,6 +135,10 @@ class Reserving:
         self._locations = locations
         self._unit = unit
         self._expiry = expiry
+        # SKUs whose one-request try was refused because they need a plan (cells, limits,
+        # backorders, a hold cap), remembered per container for LOCATIONS_CACHE_SECONDS, so
+        # a store without locations does not pay a refused transaction on every reserve.
+        self._needs_plan: dict[tuple[str, str], int] = {}
         self._settings = settings
         self._clock = clock
 
@@ -159,7 +165,11 @@ class Reserving:
         hold = bounded_hold(self._settings, hold_seconds)
         ask = _Ask(store_id, cart_id, customer_id, tuple(lines), hold, rid, checkout_id, rules or Rules())
         tried = _Tries(replacing=self._active_holder(store_id, cart_id) if replace else None)
-        tried.planned = ask.rules.location_ids is not None or bool(self._locations.cached(store_id))
+        tried.planned = (
+            ask.rules.location_ids is not None
+            or bool(self._locations.cached(store_id))
+            or self._known_to_need_plan(store_id, lines)
+        )
 
         def step() -> Reservation | Again:
             now = self._clock()
@@ -209,6 +219,7 @@ class Reserving:
             raise PurchaseLimitReached(over_limit)
         if why.needs_plan and not tried.planned:
             tried.planned = True
+            self._remember_needs_plan(ask.store_id, why.needs_plan_skus, now)
             return AGAIN
         if why.stale_plan:
             return AGAIN
@@ -273,6 +284,19 @@ class Reserving:
         except Refused as refused:
             return _why(refused, put, take, replacing, extra, planned=plan is not None)
         return None
+
+    def _known_to_need_plan(self, store_id: str, lines: Sequence[Line]) -> bool:
+        now = self._clock()
+        return any(self._needs_plan.get((store_id, x.sku), 0) > now for x in lines)
+
+    def _remember_needs_plan(self, store_id: str, skus: Sequence[str], now: int) -> None:
+        if len(self._needs_plan) > _NEEDS_PLAN_ENTRIES:
+            self._needs_plan = {k: t for k, t in list(self._needs_plan.items()) if t > now}
+            if len(self._needs_plan) > _NEEDS_PLAN_ENTRIES:
+                self._needs_plan.clear()
+        until = now + int(self._settings.LOCATIONS_CACHE_SECONDS * 1000)
+        for sku in skus:
+            self._needs_plan[(store_id, sku)] = until
 
     def _free_dead_cart(self, store_id: str, cart_id: str, why: _Why, now: int) -> bool:
         """The cart's hold is past its deadline: end it now rather than block the shopper."""
@@ -359,6 +383,7 @@ def _why(
             or level.max_hold_seconds is not None
         ):
             why.needs_plan = True
+            why.needs_plan_skus.append(move.sku)
         elif level is None:
             why.unknown.append(move.sku)
         elif move.require_unlimited and not level.unlimited:
