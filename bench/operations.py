@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -290,14 +290,19 @@ def header(args: argparse.Namespace) -> str:
     )
 
 
-def measure(args: argparse.Namespace) -> Measured:
+@contextlib.contextmanager
+def handler_on_dynamodb_local(section: str = "operations") -> Iterator[dict[str, str]]:
+    """A DynamoDB Local of its own (in memory, -sharedDb) with fresh tables from template.yaml, and the API
+    handler's environment pointing at them (HANDLER_ENV; stdout, where the EMF lines go, discarded) for a while;
+    yields the tables (logical id -> name). The handler makes its client once per process (stockhold's wiring),
+    so a process uses one of these at most."""
     import boto3
 
     from tools.ddblocal import DynamoDBLocal
     from tools.template import create_tables
 
     server = DynamoDBLocal()
-    harness.say("operations: starting DynamoDB Local")
+    harness.say(f"{section}: starting DynamoDB Local")
     server.start(shared_db=True)
     try:
         kw = server.client_kwargs()
@@ -309,23 +314,28 @@ def measure(args: argparse.Namespace) -> Measured:
         env |= {"AWS_REGION": kw["region_name"], "TABLE_NAME": tables["StockholdTable"], **HANDLER_ENV}
         env["IDEMPOTENCY_TABLE_NAME"] = tables["IdempotencyTable"]
         with harness.environ(env), open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-            work = Workload(tables)
-            try:
-                work.seed()
-                harness.say(f"accounting: {args.accounting} runs per operation, ReturnConsumedCapacity=TOTAL")
-                for op in OPS:
-                    work.account(op, args.accounting)
-                work.out.largest_item = work.largest_item()
-                work.out.retries = 0
-                for op in OPS:
-                    harness.say(f"timing {op.label}: {args.warmup} warm-up + {args.iterations}")
-                    work.time_op(op, args.warmup, args.iterations)
-                harness.say(f"cold start: {args.cold_runs} x (handler, baseline) in fresh processes")
-                work.out.cold = cold_start(args.cold_runs, work.out.templates["get"].calls[0][1]["Key"])
-            finally:
-                work.recorder.close()
+            yield tables
     finally:
         server.stop()
+
+
+def measure(args: argparse.Namespace) -> Measured:
+    with handler_on_dynamodb_local() as tables:
+        work = Workload(tables)
+        try:
+            work.seed()
+            harness.say(f"accounting: {args.accounting} runs per operation, ReturnConsumedCapacity=TOTAL")
+            for op in OPS:
+                work.account(op, args.accounting)
+            work.out.largest_item = work.largest_item()
+            work.out.retries = 0
+            for op in OPS:
+                harness.say(f"timing {op.label}: {args.warmup} warm-up + {args.iterations}")
+                work.time_op(op, args.warmup, args.iterations)
+            harness.say(f"cold start: {args.cold_runs} x (handler, baseline) in fresh processes")
+            work.out.cold = cold_start(args.cold_runs, work.out.templates["get"].calls[0][1]["Key"])
+        finally:
+            work.recorder.close()
     return work.out
 
 
