@@ -645,3 +645,21 @@ def test_a_limited_sku_in_a_store_without_locations_pays_the_refused_try_once_pe
     assert first.count("TransactWriteItems") == 2  # the one-request try, refused, then the planned one
     assert sent.count("TransactWriteItems") == 2  # two more reserves: one transaction each
     assert local.stock.get(STORE, "LTD").reserved == 3
+
+
+def test_a_customers_first_hold_above_max_per_customer_is_refused(local: Services) -> None:
+    """No allowance item yet is no licence: one line of 4 against maxPerCustomer 3 is
+    refused by the transaction's own condition, and nothing is held or counted."""
+    local.stock.set(STORE, "CAP", on_hand=6, max_per_customer=3)
+    racers = race(
+        4,
+        lambda i: local.reserving.reserve(
+            STORE, cart_id=f"cap-{i}", customer_id="new", lines=[Line(sku="CAP", quantity=4)]
+        ),
+    )
+    assert all(isinstance(x, PurchaseLimitReached) for x in racers), racers
+    assert racers[0].details["items"] == [{"sku": "CAP", "requested": 4, "limit": 3, "used": 0}]  # type: ignore[union-attr]
+    assert local.stock.get(STORE, "CAP").reserved == 0
+    assert allowance_used(local, "new", "CAP") == 0
+    held = local.reserving.reserve(STORE, cart_id="cap-ok", customer_id="new", lines=[Line(sku="CAP", quantity=3)])
+    assert held.lines[0].counted and allowance_used(local, "new", "CAP") == 3

@@ -381,8 +381,10 @@ def _count_allowance(i: CountAllowance) -> tuple[str, dict[str, Any]]:
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
     if i.delta > 0 and i.limit is not None:
-        params["ConditionExpression"] = "attribute_not_exists(used) OR used <= :room"
-        params["ExpressionAttributeValues"].update(to_av({":room": i.limit - i.delta}))
+        room = i.limit - i.delta
+        # No item yet means nothing used: it passes only when the delta alone fits the limit.
+        params["ConditionExpression"] = "attribute_not_exists(used) OR used <= :room" if room >= 0 else "used <= :room"
+        params["ExpressionAttributeValues"].update(to_av({":room": room}))
     return "Update", params
 
 
