@@ -3,17 +3,22 @@ refuses as DynamoDB would, naming the intents whose condition failed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from stockhold.domain.allocation import Rules
 from stockhold.domain.errors import CartAlreadyReserved, InsufficientStock
-from stockhold.domain.intents import Failed, MoveStock, PutHold, Refused, TakeCart
-from stockhold.domain.models import Line, Location, StockLevel
+from stockhold.domain.ids import derived_id
+from stockhold.domain.intents import Cause, Failed, MoveStock, PutHold, PutLocation, Refused, TakeCart
+from stockhold.domain.models import Line, Location, Reservation, StockLevel
+from stockhold.domain.rules import StockMove
 from stockhold.settings import Settings
 from stockhold.usecases.expiry import ExpireOutcome
 from stockhold.usecases.reserve import Reserving
+from stockhold.usecases.sold_out import SoldOut
 
 NOW = 1_800_000_000_000
 
@@ -38,10 +43,15 @@ class FakeUnit:
     stock: dict[str, StockLevel]
     cart_holder: dict[str, Any] | None = None
     committed: list[list[Any]] = field(default_factory=list)
+    tries: int = 0  # every commit asked for, refused or not: each is a write on DynamoDB
+    holds: dict[str, Reservation] = field(default_factory=dict)  # made by an earlier run
 
     def commit(self, intents: list[Any], mark: Any = None, now_ms: int = 0) -> None:
+        self.tries += 1
         failed = []
         for i in intents:
+            if isinstance(i, PutHold) and i.res.reservation_id in self.holds:
+                failed.append(Failed(i, None))
             if isinstance(i, TakeCart) and self.cart_holder is not None:
                 failed.append(Failed(i, self.cart_holder))
             if isinstance(i, MoveStock):
@@ -55,12 +65,17 @@ class FakeUnit:
         self.committed.append(intents)
 
 
+@dataclass
 class FakeHolds:
+    unit: FakeUnit
+    reads: int = 0
+
     def cart_holder(self, store_id: str, cart_id: str) -> None:
         return None
 
-    def get(self, store_id: str, rid: str) -> None:
-        return None
+    def get(self, store_id: str, rid: str) -> Reservation | None:
+        self.reads += 1
+        return self.unit.holds.get(rid)
 
 
 class FakeSweep:
@@ -96,16 +111,23 @@ class FakeLocations:
         return self.defined
 
 
-def reserving(unit: FakeUnit, expiry: FakeExpiry | None = None, locations: FakeLocations | None = None) -> Reserving:
+def reserving(
+    unit: FakeUnit,
+    expiry: FakeExpiry | None = None,
+    locations: FakeLocations | None = None,
+    clock: Callable[[], int] = lambda: NOW,
+    holds: FakeHolds | None = None,
+) -> Reserving:
     return Reserving(
-        FakeHolds(),  # type: ignore[arg-type]
+        holds or FakeHolds(unit),  # type: ignore[arg-type]
         FakeSweep(),  # type: ignore[arg-type]
         FakeStock(unit),  # type: ignore[arg-type]
         locations or FakeLocations(),  # type: ignore[arg-type]
         unit,  # type: ignore[arg-type]
         expiry or FakeExpiry(),  # type: ignore[arg-type]
+        SoldOut(Settings().SOLD_OUT_CACHE_SECONDS, clock),
         Settings(),
-        lambda: NOW,
+        clock,
     )
 
 
@@ -144,3 +166,126 @@ def test_a_cart_held_by_a_due_hold_asks_expiry_to_end_it_first() -> None:
     with pytest.raises(CartAlreadyReserved):
         reserving(unit, expiry).reserve("demo", cart_id="c", customer_id=None, lines=[Line(sku="A", quantity=1)])
     assert expiry.asked == ["res_dead"]
+
+
+# ----- sold out: once a container finds a SKU with nothing usable, it refuses without a write
+
+
+def shop(unit: FakeUnit, lines: list[Line], r: Reserving, **kw: Any) -> list[dict[str, Any]] | Reservation:
+    try:
+        return r.reserve("demo", cart_id=kw.pop("cart_id", "c"), customer_id=None, lines=lines, **kw)
+    except InsufficientStock as refused:
+        return refused.short
+
+
+def test_a_sold_out_sku_is_refused_without_a_write_for_a_second_then_tried_again() -> None:
+    unit = FakeUnit({"A": level("A", 0)})
+    t = [NOW]
+    r = reserving(unit, clock=lambda: t[0])
+    first = shop(unit, [Line(sku="A", quantity=1)], r)
+    assert first == [{"sku": "A", "requested": 1, "available": 0}]
+    assert unit.tries == 1  # the refusal that found it sold out was a write
+    for n in range(20):
+        t[0] = NOW + 50 * n  # the next 950 ms
+        assert shop(unit, [Line(sku="A", quantity=1)], r, cart_id=f"c{n}") == first
+    assert unit.tries == 1  # ... and the 20 after it were not
+
+    unit.stock["A"] = level("A", 3)  # units came back (a release, a delivery)
+    t[0] = NOW + Settings().SOLD_OUT_CACHE_SECONDS * 1000
+    held = shop(unit, [Line(sku="A", quantity=1)], r)
+    assert isinstance(held, Reservation) and unit.tries == 2
+
+
+def test_a_cart_with_a_sold_out_line_names_it_and_holds_nothing() -> None:
+    unit = FakeUnit({"A": level("A", 0), "B": level("B", 5)})
+    r = reserving(unit)
+    shop(unit, [Line(sku="A", quantity=1)], r)
+    assert shop(unit, [Line(sku="B", quantity=1), Line(sku="A", quantity=2)], r) == [
+        {"sku": "A", "requested": 2, "available": 0}
+    ]
+    assert unit.tries == 1 and unit.committed == []
+    assert isinstance(shop(unit, [Line(sku="B", quantity=1)], r), Reservation)  # B is not affected
+
+
+def test_short_but_not_sold_out_is_asked_again_every_time() -> None:
+    """1 unit left: a request for 3 is refused, but a request for 1 must still get it."""
+    unit = FakeUnit({"A": level("A", 1)})
+    r = reserving(unit)
+    assert shop(unit, [Line(sku="A", quantity=3)], r) == [{"sku": "A", "requested": 3, "available": 1}]
+    assert isinstance(shop(unit, [Line(sku="A", quantity=1)], r), Reservation)
+    assert unit.tries == 2
+
+
+def test_a_refusal_restricted_to_some_locations_says_nothing_of_the_sku() -> None:
+    """Nothing left at the shop asked for (click and collect) is not the SKU sold out."""
+    unit = FakeUnit({"A": level("A", 0)})
+    r = reserving(unit)
+    for _ in range(2):
+        shop(unit, [Line(sku="A", quantity=1)], r, rules=Rules(location_ids=("default",)))
+    assert unit.tries == 0  # refused by the plan, before any write
+    shop(unit, [Line(sku="A", quantity=1)], r)
+    assert unit.tries == 1  # an unrestricted request is still asked of the database
+
+
+def test_a_retry_of_a_request_whose_hold_was_made_gets_that_hold_not_sold_out() -> None:
+    """The request took the last unit and its answer was lost; the SKU is sold out since.
+    Its retry (same Idempotency-Key) must answer the hold it made."""
+    unit = FakeUnit({"A": level("A", 0)})
+    holds = FakeHolds(unit)
+    r = reserving(unit, holds=holds)
+    shop(unit, [Line(sku="A", quantity=1)], r, cart_id="other")  # finds it sold out
+    rid = derived_id("res_", "demo", "key-1", "reserve")
+    made = Reservation.model_validate(
+        {
+            "reservation_id": rid,
+            "store_id": "demo",
+            "cart_id": "c",
+            "customer_id": None,
+            "status": "ACTIVE",
+            "lines": [{"sku": "A", "quantity": 1}],
+            "created_at": NOW - 100,
+            "expires_at": NOW + 60_000,
+            "extensions_used": 0,
+            "max_extensions": 3,
+        }
+    )
+    unit.holds[rid] = made
+    again = shop(unit, [Line(sku="A", quantity=1)], r, idempotency_key="key-1")
+    assert isinstance(again, Reservation) and again.reservation_id == rid
+    # without a key there is nothing to find: no read
+    reads = holds.reads
+    shop(unit, [Line(sku="A", quantity=1)], r)
+    assert holds.reads == reads
+
+
+def test_sold_out_memory_off_with_zero_seconds() -> None:
+    unit = FakeUnit({"A": level("A", 0)})
+    r = Reserving(
+        FakeHolds(unit),  # type: ignore[arg-type]
+        FakeSweep(),  # type: ignore[arg-type]
+        FakeStock(unit),  # type: ignore[arg-type]
+        FakeLocations(),  # type: ignore[arg-type]
+        unit,  # type: ignore[arg-type]
+        FakeExpiry(),  # type: ignore[arg-type]
+        SoldOut(0, lambda: NOW),
+        Settings(),
+        lambda: NOW,
+    )
+    shop(unit, [Line(sku="A", quantity=1)], r)
+    shop(unit, [Line(sku="A", quantity=1)], r)
+    assert unit.tries == 2
+
+
+def test_a_unit_this_container_commits_that_gives_units_back_forgets_the_sku() -> None:
+    unit = FakeUnit({"A": level("A", 0), "B": level("B", 0)})
+    memo = SoldOut(1, lambda: NOW)
+    memo.remember("demo", ["A", "B"])
+    memo.committed(
+        [MoveStock("demo", StockMove(sku="A", reserved=-1, available=1), NOW, Cause("reservation_released"))]
+    )
+    assert memo.known("demo", ["A", "B"]) == {"B"}  # A came back; B did not
+    memo.committed([MoveStock("demo", StockMove(sku="B", reserved=1, available=-1), NOW, Cause("reservation_created"))])
+    assert memo.known("demo", ["B"]) == {"B"}  # taking units says nothing new
+    memo.committed([PutLocation("demo", Location(location_id="x", name="X", priority=1, active=True))])
+    assert memo.known("demo", ["B"]) == set()  # a location (re)activated: anything may be usable
+    assert unit.tries == 0

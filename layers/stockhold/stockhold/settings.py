@@ -38,6 +38,10 @@ class Settings(BaseModel):
     EXPIRING_NOTICE_SECONDS: int = Field(default=60, ge=0)  # 0: no ReservationExpiring
     # How long a container reserves on its copy of a store's locations (docs/decisions.md, "Locations").
     LOCATIONS_CACHE_SECONDS: float = Field(default=5, ge=0, le=300)
+    # How long a container refuses, without a write, a SKU it found with nothing usable
+    # (docs/flash-sales.md, "Sold out"); 0 turns it off. Units that come back are
+    # reachable again after at most this long.
+    SOLD_OUT_CACHE_SECONDS: float = Field(default=1, ge=0, le=10)
 
     @model_validator(mode="after")
     def _hold_bounds(self) -> Settings:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from stockhold.usecases.orders import OrderService
     from stockhold.usecases.reconcile import Reconciler
     from stockhold.usecases.reserve import Reserving
+    from stockhold.usecases.sold_out import SoldOut
     from stockhold.usecases.stock import StockService
     from stockhold.usecases.tenancy import Tenancy
 
@@ -125,7 +126,13 @@ class Services:
     def _unit(self) -> UnitOfWork:
         from stockhold.data.unit import UnitOfWork
 
-        return UnitOfWork(self.runner)
+        return UnitOfWork(self.runner, after_commit=self.sold_out.committed)
+
+    @_once
+    def sold_out(self) -> SoldOut:
+        from stockhold.usecases.sold_out import SoldOut
+
+        return SoldOut(self.settings.SOLD_OUT_CACHE_SECONDS, self._clock)
 
     @_once
     def _stock_repo(self) -> StockRepository:
@@ -202,6 +209,7 @@ class Services:
             self._locations_repo,
             self._unit,
             self.expiry,
+            self.sold_out,
             self.settings,
             self._clock,
         )

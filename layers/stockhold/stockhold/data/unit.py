@@ -45,9 +45,12 @@ from stockhold.domain.models import RequestKey
 
 
 class UnitOfWork:
-    def __init__(self, runner: TransactionRunner) -> None:
+    def __init__(
+        self, runner: TransactionRunner, after_commit: Callable[[Sequence[Intent]], None] | None = None
+    ) -> None:
         self._runner = runner
         self._table = runner.table
+        self._after_commit = after_commit  # told of every unit that committed (wiring.py)
 
     def commit(self, intents: Sequence[Intent], mark: RequestKey | None = None, now_ms: int = 0) -> Item | None:
         """All of ``intents`` or none. Raises Refused (conditions), KeyAlreadyUsed (``mark``'s
@@ -55,7 +58,9 @@ class UnitOfWork:
         plain conditional write, and then the item's new image is returned for an update."""
         actions = [self._action(i) for i in intents]
         if len(actions) == 1 and mark is None and "ConditionCheck" not in actions[0]:
-            return self._single(intents[0], actions[0])
+            new = self._single(intents[0], actions[0])
+            self._committed(intents)
+            return new
         try:
             self._runner.run(actions, mark, now_ms)
         except Cancelled as cancelled:
@@ -66,7 +71,12 @@ class UnitOfWork:
                     if code == CONDITION_FAILED
                 )
             ) from None
+        self._committed(intents)
         return None
+
+    def _committed(self, intents: Sequence[Intent]) -> None:
+        if self._after_commit is not None:
+            self._after_commit(intents)
 
     def _single(self, intent: Intent, action: dict[str, Any]) -> Item | None:
         ((kind, params),) = action.items()

@@ -41,6 +41,7 @@ from stockhold.usecases.ending import allowance_back
 from stockhold.usecases.expiry import Expiry
 from stockhold.usecases.holds import CheckoutChanged
 from stockhold.usecases.once import AGAIN, Again, settle
+from stockhold.usecases.sold_out import SoldOut
 
 _NEEDS_PLAN_ENTRIES = 10_000
 # A checkout's own writes, made in the hold's unit (given the hold about to be made).
@@ -126,6 +127,7 @@ class Reserving:
         locations: LocationRepository,
         unit: UnitOfWork,
         expiry: Expiry,
+        sold_out: SoldOut,
         settings: Settings,
         clock: Clock = now_ms,
     ) -> None:
@@ -139,6 +141,7 @@ class Reserving:
         # backorders, a hold cap), remembered per container for LOCATIONS_CACHE_SECONDS, so
         # a store without locations does not pay a refused transaction on every reserve.
         self._needs_plan: dict[tuple[str, str], int] = {}
+        self._sold_out = sold_out  # SKUs this container found with nothing usable
         self._settings = settings
         self._clock = clock
 
@@ -165,6 +168,8 @@ class Reserving:
         hold = bounded_hold(self._settings, hold_seconds)
         ask = _Ask(store_id, cart_id, customer_id, tuple(lines), hold, rid, checkout_id, rules or Rules())
         tried = _Tries(replacing=self._active_holder(store_id, cart_id) if replace else None)
+        if tried.replacing is None:
+            self._refuse_if_known_sold_out(ask, keyed=idempotency_key is not None)
         tried.planned = (
             ask.rules.location_ids is not None
             or bool(self._locations.cached(store_id))
@@ -241,7 +246,27 @@ class Reserving:
             if self._end_dead_holds(ask.store_id, short_skus, now):
                 return AGAIN  # units came back: try once more within this request
         count("ReservationsRefused")
-        raise InsufficientStock(planned_short or short_lines(ask.lines, why.unknown, why.short, tried.replacing))
+        short = planned_short or short_lines(ask.lines, why.unknown, why.short, tried.replacing)
+        if tried.replacing is None and ask.rules.location_ids is None:
+            self._sold_out.remember(ask.store_id, [x["sku"] for x in short if x["available"] <= 0])
+        raise InsufficientStock(short)
+
+    # ----- sold out: refusals that cost no write (docs/flash-sales.md)
+
+    def _refuse_if_known_sold_out(self, ask: _Ask, keyed: bool) -> None:
+        """Refuse at once, without a write, a request with a line this container found
+        sold out within SOLD_OUT_CACHE_SECONDS. A retry of a request that already made its
+        hold (its unit committed, then the answer was lost) gets that hold: one read."""
+        gone = self._sold_out.known(ask.store_id, [x.sku for x in ask.lines])
+        if not gone:
+            return
+        if keyed and self._holds.get(ask.store_id, ask.rid) is not None:
+            return  # an earlier run of this request made it: the normal path answers it
+        count("ReservationsRefused")
+        count("ReservationsRefusedSoldOut")
+        raise InsufficientStock(
+            [{"sku": x.sku, "requested": x.quantity, "available": 0} for x in ask.lines if x.sku in gone]
+        )
 
     def _try(
         self,
