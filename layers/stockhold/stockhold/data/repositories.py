@@ -7,6 +7,7 @@ holds) reads it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -36,6 +37,8 @@ from stockhold.data.schema import (
 )
 from stockhold.data.transactions import TransactionRunner, condition_failed
 from stockhold.domain.models import Checkout, Location, Order, Reservation, StockLevel
+
+_SWEEP_PARALLEL = 16  # index queries at a time (the client pools 50 connections: wiring.py)
 
 
 class StockRepository:
@@ -174,27 +177,32 @@ class OrderRepository:
 
 
 class SweepIndex:
-    """The sparse "Sweep" index: active holds by deadline, and stock items, over shards."""
+    """The sparse "Sweep" index: active holds by deadline, and stock cells, over shards."""
 
-    def __init__(self, runner: TransactionRunner) -> None:
+    def __init__(self, runner: TransactionRunner, parallel: int = _SWEEP_PARALLEL) -> None:
         self._runner = runner
+        self._parallel = parallel
 
     def overdue_holds(self, before_ms: int) -> list[Item]:
         """Active holds whose deadline is before ``before_ms`` (eventually consistent)."""
-        out: list[Item] = []
-        for shard in range(SWEEP_SHARDS):
-            out.extend(self._query("sweepPk = :p AND sweepSk < :t", {":p": f"HOLD#{shard}", ":t": f"{before_ms:015d}"}))
-        return out
+        return self._every_shard(
+            lambda shard: self._query(
+                "sweepPk = :p AND sweepSk < :t", {":p": f"HOLD#{shard}", ":t": f"{before_ms:015d}"}
+            )
+        )
 
     def active_holds(self) -> list[Item]:
-        return [item for shard in range(SWEEP_SHARDS) for item in self._query("sweepPk = :p", {":p": f"HOLD#{shard}"})]
+        return self._every_shard(lambda shard: self._query("sweepPk = :p", {":p": f"HOLD#{shard}"}))
 
     def stock_with_units_held(self) -> list[Item]:
-        return [
-            item
-            for shard in range(SWEEP_SHARDS)
-            for item in self._query("sweepPk = :p", {":p": f"STOCK#{shard}"}, "reserved > :z", {":z": 0})
-        ]
+        return self._every_shard(
+            lambda shard: self._query("sweepPk = :p", {":p": f"STOCK#{shard}"}, "reserved > :z", {":z": 0})
+        )
+
+    def _every_shard(self, query: Callable[[int], list[Item]]) -> list[Item]:
+        """``query`` on every shard, ``parallel`` at a time, in shard order."""
+        with ThreadPoolExecutor(max_workers=self._parallel) as pool:
+            return [item for items in pool.map(query, range(SWEEP_SHARDS)) for item in items]
 
     def _query(
         self, key: str, values: dict[str, Any], filter_: str | None = None, filter_values: dict[str, Any] | None = None

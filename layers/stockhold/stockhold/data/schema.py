@@ -69,10 +69,14 @@ TYPE, STATUS = "type", "status"
 # SKU's settings (threshold, unlimited, backorder limit, purchase limits) and ``cells``, the
 # other locations the SKU has a cell in.
 HEAD_CELL = "_"
-# The sparse "Sweep" index: active holds by deadline, and stock items, spread over
-# shards so no index partition runs hot. Reconciliation reads it; requests never do.
+# The sparse "Sweep" index: active holds by deadline, and stock cells, spread over
+# SWEEP_SHARDS partition keys each, so that no index partition runs hot (docs/flash-sales.md,
+# "The Sweep index"): every hold's start, end and extension, and every change of a cell's
+# ``reserved``, is a write there. Reconciliation reads it, and a refused reserve once per
+# container and SKU (overdue holds); queries over the shards run in parallel. Keys written
+# with fewer shards (4, before) stay readable: they are among the shards read.
 SWEEP_INDEX = "Sweep"
-SWEEP_SHARDS = 4
+SWEEP_SHARDS = 128
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -139,7 +143,8 @@ def hold_sweep_keys(reservation_id: str, expires_at_ms: int) -> dict[str, str]:
 
 def stock_sweep_keys(store_id: str, sku: str, location_id: str = DEFAULT_LOCATION) -> dict[str, str]:
     cell = "" if location_id == DEFAULT_LOCATION else f"#{location_id}"
-    return {"sweepPk": f"STOCK#{_shard(store_id + sku)}", "sweepSk": f"{store_id}#{sku}{cell}"}
+    # Each cell on its own shard: a SKU's cells (its locations, later its shards) spread out.
+    return {"sweepPk": f"STOCK#{_shard(store_id + sku + cell)}", "sweepSk": f"{store_id}#{sku}{cell}"}
 
 
 def request_mark_key(store_id: str, key: str) -> dict[str, str]:
