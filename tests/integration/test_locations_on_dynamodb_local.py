@@ -663,3 +663,21 @@ def test_a_customers_first_hold_above_max_per_customer_is_refused(local: Service
     assert allowance_used(local, "new", "CAP") == 0
     held = local.reserving.reserve(STORE, cart_id="cap-ok", customer_id="new", lines=[Line(sku="CAP", quantity=3)])
     assert held.lines[0].counted and allowance_used(local, "new", "CAP") == 3
+
+
+def test_placing_less_stock_at_default_may_use_the_backorder_limit(local: Services) -> None:
+    """PUT /stock/{sku}/locations/default lowers onHand below what is held when the SKU
+    takes backorders: the floor is -backorderLimit, as for every other write of that cell
+    (it answered 503 TOO_BUSY, the write's condition using a floor of 0)."""
+    local.stock.set(STORE, "BO", on_hand=5, backorder_limit=2)
+    local.reserving.reserve(STORE, cart_id="bo-1", customer_id=None, lines=[Line(sku="BO", quantity=2)])
+    level = local.stock.set_at(STORE, "BO", DEFAULT_LOCATION, 0)
+    assert (level.on_hand, level.reserved, level.available) == (0, 2, -2)
+    local.stock.set(STORE, "BO1", on_hand=5, backorder_limit=1)
+    local.reserving.reserve(STORE, cart_id="bo-2", customer_id=None, lines=[Line(sku="BO1", quantity=2)])
+    with pytest.raises(StockConflict):  # 2 held, 0 on hand: past a limit of 1
+        local.stock.set_at(STORE, "BO1", DEFAULT_LOCATION, 0)
+    assert local.stock.get(STORE, "BO1").on_hand == 5
+    for sku, limit in (("BO", 2), ("BO1", 1)):
+        c = local.stock.get(STORE, sku)
+        assert c.available + c.reserved + c.allocated == c.on_hand and c.available >= -limit, c

@@ -251,10 +251,13 @@ def _set_stock(i: SetStock) -> tuple[str, dict[str, Any]]:
     sets = ["#o = :new", "#a = #a + :d", "updatedAt = :now"]
     condition = "#o = :old"
     removes: list[str] = []
-    floor = 0
+    floor = -i.floor_limit
     if i.settings is not None:
         floor = -i.settings.backorder_limit
         _set_settings(i.settings, values, sets, removes)
+    elif i.floor_limit:
+        values[":bl"] = i.floor_limit  # the limit the floor was decided on, still the SKU's
+        condition += " AND backorderLimit = :bl"
     if delta < 0 or i.settings is not None:
         values[":need"] = floor - delta
         condition += " AND #a >= :need"

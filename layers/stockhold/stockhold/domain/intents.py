@@ -150,7 +150,9 @@ class SetStock:
     """One cell's onHand := ``on_hand`` (available by the same delta) if onHand is still
     ``expected_on_hand``; afterwards the cell's available is >= 0, or >= -backorder limit on
     the ``default`` cell. ``settings`` (``default`` cell only) replaces the SKU's settings.
-    ``only_cell``: only while the SKU has no cell but ``default`` (``PUT /stock/{sku}``)."""
+    ``only_cell``: only while the SKU has no cell but ``default`` (``PUT /stock/{sku}``).
+    ``floor_limit`` (without ``settings``): the backorder limit the floor was decided on,
+    re-checked on the head (``default`` cell only)."""
 
     store_id: str
     sku: str
@@ -160,6 +162,7 @@ class SetStock:
     location: str = DEFAULT_LOCATION
     settings: SkuSettings | None = None
     only_cell: bool = False
+    floor_limit: int = 0
 
 
 @dataclass(frozen=True)

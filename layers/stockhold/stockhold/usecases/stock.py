@@ -208,7 +208,7 @@ class StockService:
             return self.get(store_id, sku)
         limit = current.backorder_limit if current is not None and location_id == DEFAULT_LOCATION else 0
         _check_floor(sku, cell, on_hand, limit)
-        intent = SetStock(store_id, sku, cell.on_hand, on_hand, now, location=location_id)
+        intent = SetStock(store_id, sku, cell.on_hand, on_hand, now, location=location_id, floor_limit=limit)
         return self._write_or_again(intent, key, now, store_id, sku)
 
     def _write_or_again(
