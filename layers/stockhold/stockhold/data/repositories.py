@@ -12,11 +12,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from stockhold.data import schema
 from stockhold.data.schema import (
     APIKEY,
     STORE,
     SWEEP_INDEX,
-    SWEEP_SHARDS,
     Item,
     api_key_key,
     cart_checkout_key,
@@ -186,23 +186,25 @@ class SweepIndex:
     def overdue_holds(self, before_ms: int) -> list[Item]:
         """Active holds whose deadline is before ``before_ms`` (eventually consistent)."""
         return self._every_shard(
+            schema.HOLD_SHARDS,
             lambda shard: self._query(
                 "sweepPk = :p AND sweepSk < :t", {":p": f"HOLD#{shard}", ":t": f"{before_ms:015d}"}
-            )
+            ),
         )
 
     def active_holds(self) -> list[Item]:
-        return self._every_shard(lambda shard: self._query("sweepPk = :p", {":p": f"HOLD#{shard}"}))
+        return self._every_shard(schema.HOLD_SHARDS, lambda shard: self._query("sweepPk = :p", {":p": f"HOLD#{shard}"}))
 
     def stock_with_units_held(self) -> list[Item]:
         return self._every_shard(
-            lambda shard: self._query("sweepPk = :p", {":p": f"STOCK#{shard}"}, "reserved > :z", {":z": 0})
+            schema.CELL_SHARDS,
+            lambda shard: self._query("sweepPk = :p", {":p": f"STOCK#{shard}"}, "reserved > :z", {":z": 0}),
         )
 
-    def _every_shard(self, query: Callable[[int], list[Item]]) -> list[Item]:
-        """``query`` on every shard, ``parallel`` at a time, in shard order."""
+    def _every_shard(self, shards: int, query: Callable[[int], list[Item]]) -> list[Item]:
+        """``query`` on each of ``shards``, ``parallel`` at a time, in shard order."""
         with ThreadPoolExecutor(max_workers=self._parallel) as pool:
-            return [item for items in pool.map(query, range(SWEEP_SHARDS)) for item in items]
+            return [item for items in pool.map(query, range(shards)) for item in items]
 
     def _query(
         self, key: str, values: dict[str, Any], filter_: str | None = None, filter_values: dict[str, Any] | None = None

@@ -69,14 +69,17 @@ TYPE, STATUS = "type", "status"
 # SKU's settings (threshold, unlimited, backorder limit, purchase limits) and ``cells``, the
 # other locations the SKU has a cell in.
 HEAD_CELL = "_"
-# The sparse "Sweep" index: active holds by deadline, and stock cells, spread over
-# SWEEP_SHARDS partition keys each, so that no index partition runs hot (docs/flash-sales.md,
-# "The Sweep index"): every hold's start, end and extension, and every change of a cell's
-# ``reserved``, is a write there. Reconciliation reads it, and a refused reserve once per
-# container and SKU (overdue holds); queries over the shards run in parallel. Keys written
-# with fewer shards (4, before) stay readable: they are among the shards read.
+# The sparse "Sweep" index: active holds by deadline, and stock cells, spread over many
+# partition keys, so that no index partition runs hot (docs/flash-sales.md, "The Sweep
+# index"): every hold's start, end and extension, and every change of a cell's
+# ``reserved``, is a write there. Holds over HOLD_SHARDS keys by their id; cells over
+# CELL_SHARDS keys by store, SKU and location (more: a hot SKU's many holds all land on its
+# cells). Reconciliation reads it, and a refused reserve (overdue holds) once per container
+# and SKU; the queries over the shards run in parallel. Keys written with fewer shards (4,
+# before) stay readable: they are among the shards read.
 SWEEP_INDEX = "Sweep"
-SWEEP_SHARDS = 128
+HOLD_SHARDS = 256
+CELL_SHARDS = 512
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -133,18 +136,18 @@ def order_key(store_id: str, order_id: str) -> dict[str, str]:
     return {"pk": f"STORE#{store_id}#ORD#{order_id}", "sk": "ORDER"}
 
 
-def _shard(value: str) -> int:
-    return int(hashlib.sha256(value.encode()).hexdigest()[:8], 16) % SWEEP_SHARDS
+def _shard(value: str, shards: int) -> int:
+    return int(hashlib.sha256(value.encode()).hexdigest()[:8], 16) % shards
 
 
 def hold_sweep_keys(reservation_id: str, expires_at_ms: int) -> dict[str, str]:
-    return {"sweepPk": f"HOLD#{_shard(reservation_id)}", "sweepSk": f"{expires_at_ms:015d}"}
+    return {"sweepPk": f"HOLD#{_shard(reservation_id, HOLD_SHARDS)}", "sweepSk": f"{expires_at_ms:015d}"}
 
 
 def stock_sweep_keys(store_id: str, sku: str, location_id: str = DEFAULT_LOCATION) -> dict[str, str]:
     cell = "" if location_id == DEFAULT_LOCATION else f"#{location_id}"
     # Each cell on its own shard: a SKU's cells (its locations, later its shards) spread out.
-    return {"sweepPk": f"STOCK#{_shard(store_id + sku + cell)}", "sweepSk": f"{store_id}#{sku}{cell}"}
+    return {"sweepPk": f"STOCK#{_shard(store_id + sku + cell, CELL_SHARDS)}", "sweepSk": f"{store_id}#{sku}{cell}"}
 
 
 def request_mark_key(store_id: str, key: str) -> dict[str, str]:
