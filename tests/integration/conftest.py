@@ -18,6 +18,7 @@ import boto3
 import pytest
 
 from stockhold import wiring
+from stockhold.data import schema
 from stockhold.domain.errors import StockholdError
 from stockhold.wiring import Services, services
 from tools import template
@@ -29,6 +30,18 @@ from tools.template import create_tables
 pytestmark = pytest.mark.integration
 _counter = itertools.count()
 T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+def few_sweep_shards(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reconciliation reads every key of the Sweep index (2 x 256 + 512 Queries), which
+    is little on AWS but seconds on DynamoDB Local, and the races here reconcile hundreds
+    of times. Writers and readers take the counts from the schema at call time, so 8 keys
+    each is the same design on a smaller scale. Tests marked ``real_sweep_shards``, the
+    e2e tests and the bench run the real counts."""
+    if request.node.get_closest_marker("real_sweep_shards") is None:
+        monkeypatch.setattr(schema, "HOLD_SHARDS", 8)
+        monkeypatch.setattr(schema, "CELL_SHARDS", 8)
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,7 @@ from stockhold.usecases.once import AGAIN, Again, settle
 from stockhold.usecases.sold_out import SoldOut
 
 _NEEDS_PLAN_ENTRIES = 10_000
+_SWEEP_EVERY_MS = 1000  # a refusal looks for dead holds at most this often per container and store
 # A checkout's own writes, made in the hold's unit (given the hold about to be made).
 Alongside = Callable[[Reservation], Sequence[Intent]]
 
@@ -142,6 +143,7 @@ class Reserving:
         # a store without locations does not pay a refused transaction on every reserve.
         self._needs_plan: dict[tuple[str, str], int] = {}
         self._sold_out = sold_out  # SKUs this container found with nothing usable
+        self._swept_at: dict[str, int] = {}  # store -> when a refusal last looked for dead holds
         self._settings = settings
         self._clock = clock
 
@@ -335,7 +337,12 @@ class Reserving:
     def _end_dead_holds(self, store_id: str, skus: set[str], now: int) -> bool:
         """End holds past their deadline that hold any of ``skus``; True if any ended.
 
-        Only on the refusal path: one query per index shard for holds already due."""
+        Only on the refusal path, and at most once a second per container and store: one
+        query per ``HOLD#`` key of the Sweep index for holds already due. The timer ends a
+        due hold within about two seconds anyway; this only spares the next shopper that wait."""
+        if now - self._swept_at.get(store_id, -_SWEEP_EVERY_MS) < _SWEEP_EVERY_MS:
+            return False
+        self._swept_at[store_id] = now
         ended = False
         for item in self._sweep.overdue_holds(now):
             if item.get("storeId") != store_id or not skus & {x["sku"] for x in item.get("lines", []) if x["held"]}:
