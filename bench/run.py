@@ -1,14 +1,14 @@
 """``make bench``: DynamoDB requests, capacity and latency of each API operation on DynamoDB Local.
 
-python -m bench.run [--only operations|locations|local-stack|expiry|checkout] [--iterations N] [--warmup N]
+python -m bench.run [--only operations|locations|local-stack|expiry|checkout|flash] [--iterations N] [--warmup N]
                    [--accounting N] [--cold-runs N] [--stack-starts N] [--stack-requests N] [--stack-serial N]
                    [--checkouts N]
 
 Sections (docs/bench.md says what each measures and how): operations (bench.operations), locations
 (bench.locations), local-stack (bench.localstack: measured first, so its cold start is the bench's first
-start; printed second), expiry (bench.expiry) and checkout (bench.checkout). Targets are printed as
-PASS/MISS; they never change the exit code. Every server and process the bench starts is stopped at the
-end, on error and on Ctrl-C / SIGTERM; any left is killed and named.
+start; printed second), expiry (bench.expiry), checkout (bench.checkout) and flash (bench.flash). Targets
+are printed as PASS/MISS; they never change the exit code. Every server and process the bench starts is
+stopped at the end, on error and on Ctrl-C / SIGTERM; any left is killed and named.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from types import ModuleType
 
-from bench import checkout, expiry, harness, localstack, locations, operations, procs
+from bench import checkout, expiry, flash, harness, localstack, locations, operations, procs
 
 SECTIONS: dict[str, ModuleType] = {
     "operations": operations,
@@ -34,6 +34,7 @@ SECTIONS: dict[str, ModuleType] = {
     "local-stack": localstack,
     "expiry": expiry,
     "checkout": checkout,
+    "flash": flash,
 }
 MEASURED_FIRST = "local-stack"
 
