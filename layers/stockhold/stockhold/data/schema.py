@@ -75,8 +75,8 @@ HEAD_CELL = "_"
 # ``reserved``, is a write there. Holds over HOLD_SHARDS keys by their id; cells over
 # CELL_SHARDS keys by store, SKU and location (more: a hot SKU's many holds all land on its
 # cells). Reconciliation reads it, and a refused reserve (overdue holds) at most once a
-# second per container and store; the queries over the shards run in parallel. Keys written with fewer shards (4,
-# before) stay readable: they are among the shards read.
+# second per container and store; the queries over the shards run in parallel. Keys
+# written with fewer shards (4, before) stay readable: they are among the shards read.
 SWEEP_INDEX = "Sweep"
 HOLD_SHARDS = 256
 CELL_SHARDS = 512

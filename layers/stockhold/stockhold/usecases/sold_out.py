@@ -8,6 +8,7 @@ expiry, a cancelled order, a delivery, new settings, a location) forgets at once
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 
 from stockhold.domain.ids import Clock
@@ -26,22 +27,27 @@ _ENTRIES = 10_000  # bounded: a flood of distinct SKUs cannot grow it without li
 
 
 class SoldOut:
+    """Safe across threads (one Lambda environment runs one request at a time; the local
+    stack and the tests share one between threads)."""
+
     def __init__(self, seconds: float, clock: Clock) -> None:
         self._window = int(seconds * 1000)
         self._clock = clock
         self._until: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
 
     def remember(self, store_id: str, skus: Iterable[str]) -> None:
         skus = list(skus)
         if not skus or self._window <= 0:
             return
         now = self._clock()
-        if len(self._until) > _ENTRIES:
-            self._until = {k: t for k, t in self._until.items() if t > now}
+        with self._lock:
             if len(self._until) > _ENTRIES:
-                self._until.clear()
-        for sku in skus:
-            self._until[(store_id, sku)] = now + self._window
+                self._until = {k: t for k, t in self._until.items() if t > now}
+                if len(self._until) > _ENTRIES:
+                    self._until.clear()
+            for sku in skus:
+                self._until[(store_id, sku)] = now + self._window
 
     def known(self, store_id: str, skus: Iterable[str]) -> set[str]:
         """Which of ``skus`` this container found sold out within the window."""
@@ -54,12 +60,15 @@ class SoldOut:
         """Forget what a committed unit may have given units back to."""
         if not self._until:
             return
-        for i in intents:
-            if isinstance(i, MoveStock) and i.move.available > 0:
-                self._until.pop((i.store_id, i.move.sku), None)
-            elif (isinstance(i, AdjustStock) and i.delta > 0) or isinstance(i, (SetStock, CreateCell, RecountStock)):
-                self._until.pop((i.store_id, i.sku), None)
-            elif isinstance(i, CreateStock):
-                self._until.pop((i.store_id, i.level.sku), None)
-            elif isinstance(i, PutLocation):
-                self._until = {k: t for k, t in self._until.items() if k[0] != i.store_id}
+        with self._lock:
+            for i in intents:
+                if isinstance(i, MoveStock) and i.move.available > 0:
+                    self._until.pop((i.store_id, i.move.sku), None)
+                elif (isinstance(i, AdjustStock) and i.delta > 0) or isinstance(
+                    i, (SetStock, CreateCell, RecountStock)
+                ):
+                    self._until.pop((i.store_id, i.sku), None)
+                elif isinstance(i, CreateStock):
+                    self._until.pop((i.store_id, i.level.sku), None)
+                elif isinstance(i, PutLocation):
+                    self._until = {k: t for k, t in self._until.items() if k[0] != i.store_id}
