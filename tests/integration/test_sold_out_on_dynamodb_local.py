@@ -56,7 +56,9 @@ def test_after_the_last_unit_goes_refusals_cost_no_write_and_no_oversell(local: 
     won = [r for r in results if isinstance(r, Reservation)]
     lost = [r for r in results if isinstance(r, StockholdError)]
     assert len(won) == 5 and all(isinstance(x, InsufficientStock) for x in lost)
-    assert during_race["TransactWriteItems"] >= 24  # racing, each first try reaches the table
+    # The winners' holds and at least the first refusal reached the table; racers that
+    # started after a refusal may already have been answered from memory.
+    assert during_race["TransactWriteItems"] >= len(won) + 1
 
     with pytest.raises(InsufficientStock):
         buy(99)  # the race may have outlasted the window: this one may ask the table again
