@@ -182,7 +182,7 @@ def _execution(timer: dict[str, Any], res: Any) -> dict[str, Any]:
     return dict(timer["sfn"].describe_execution(executionArn=arn))
 
 
-def _settled(timer: dict[str, Any], res: Any, timeout: float = 10) -> dict[str, Any]:
+def _settled(timer: dict[str, Any], res: Any, timeout: float = 30) -> dict[str, Any]:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         out = _execution(timer, res)
