@@ -7,6 +7,7 @@ first use) and real Java processes. Three JVM starts in all, about 3-4 s each he
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -84,13 +85,14 @@ def fake_npm_tarball(jar: bytes = b"not really a jar") -> bytes:
         "package/emulator/README.txt": b"readme",
     }
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+    with tarfile.open(fileobj=buf, mode="w") as tf:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o644
             tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    # gzip's header carries a time: a fixed one, so that two calls give the same bytes (and checksum)
+    return gzip.compress(buf.getvalue(), mtime=0)
 
 
 @pytest.fixture
