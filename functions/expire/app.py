@@ -1,15 +1,16 @@
-"""The hold timer's task: end the hold as EXPIRED if it is still ACTIVE and due.
+"""The hold timer's task (statemachine/hold_timer.asl.json, docs/expiry.md): a slot's work.
 
-Input  {"storeId", "reservationId", "loop"}
-Output {"outcome": "expired" | "not_due" | "already_ended" | "not_found",
-        "expiresAt": RFC 3339 (the current deadline), "loop": loop + 1,
-        "wait": true when the state machine should wait for the (new) deadline,
-        "soon": true when that deadline is within 1.5 s: wait one second and ask again,
-        "warnAt": RFC 3339 or null: when waiting, for a checkout's hold, when to warn first}
+Survey   {"kind": "expire" | "warn", "slot": epoch s, "loop": n}
+    -> {"handled", "failed", "pending", "fanOut": bool, "groups": [[shard, ...], ...],
+        "again": bool (look again in a second), "loop": n + 1}
+Group    {"kind", "slot", "shards": [shard, ...]}  (one item of the state machine's Map)
+    -> {"handled"}; raises when a hold of the group could not be ended (the Map retries it)
 
-With ``"action": "warn"`` (the timer woke EXPIRING_NOTICE_SECONDS before a checkout
-hold's deadline) it marks the hold as warned instead (ReservationExpiring, docs/events.md):
-Output {"outcome": "warned" | "already_warned" | "not_yet" | "not_checkout" | "due" | ...}
+An execution started before slot timers were deployed keeps its old definition (Standard
+executions do) and calls with one hold, ``{"storeId", "reservationId", "loop"}``
+(``"action": "warn"`` to warn): that hold is expired or warned through the same
+conditional write, and the answer tells the old execution to end. The hold's own slot
+(armed by the hold stream) or reconciliation covers an extended hold.
 """
 
 from __future__ import annotations
@@ -20,16 +21,22 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from stockhold import actor
-from stockhold.domain.ids import now_ms
-from stockhold.domain.models import timer_deadline
-from stockhold.domain.rules import ExpirePath
+from stockhold.domain.rules import ExpirePath, SlotKind
 from stockhold.observability import logger, metrics, tracer
 from stockhold.wiring import services
 
-SOON_MS = 1500
+
+class SlotTask(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    kind: SlotKind
+    slot: int = Field(ge=0)
+    loop: int = Field(default=0, ge=0)
+    shards: list[int] | None = Field(default=None, max_length=4096)
 
 
-class TimerInput(BaseModel):
+class OneHoldTask(BaseModel):
+    """The payload of a per-hold execution started before slot timers (see above)."""
+
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
     store_id: str = Field(alias="storeId", min_length=1)
     reservation_id: str = Field(alias="reservationId", min_length=1)
@@ -41,30 +48,34 @@ class TimerInput(BaseModel):
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    task = TimerInput.model_validate(event)
-    svc = services()
-    if task.action == "warn":
-        with actor.acting_as(actor.TIMER):
-            warned = {"outcome": svc.expiry.warn_expiring(task.store_id, task.reservation_id)}
-        logger.info("hold timer warned", extra={"reservation_id": task.reservation_id, **warned})
-        return warned
-    with actor.acting_as(actor.TIMER):
-        outcome = svc.expiry.expire(task.store_id, task.reservation_id, ExpirePath.TIMER)
-    loop = task.loop + 1
-    res = outcome.reservation
-    again = outcome.reason == "not_due" and loop < svc.settings.MAX_TIMER_LOOPS
-    # Woken just before the deadline (whole-second Wait states, clock skew): look again in a second.
-    soon = again and res is not None and res.expires_at - now_ms() <= SOON_MS
+    if "slot" not in event:
+        return _one_hold(OneHoldTask.model_validate(event))
+    task = SlotTask.model_validate(event)
+    slots = services().slots
+    if task.shards is not None:
+        handled = slots.sweep(task.kind, task.slot, task.shards)
+        logger.info("slot group done", kind=task.kind.value, slot=task.slot, shards=len(task.shards), handled=handled)
+        return {"handled": handled}
+    survey = slots.survey(task.kind, task.slot, task.loop)
     answer = {
-        "outcome": outcome.reason,
-        "expiresAt": timer_deadline(res.expires_at) if res else None,
-        "loop": loop,
-        "wait": again,
-        "soon": soon,
-        "warnAt": None,
+        "handled": survey.handled,
+        "failed": survey.failed,
+        "pending": survey.pending,
+        "fanOut": survey.fan_out,
+        "groups": survey.groups,
+        "again": survey.again,
+        "loop": survey.loop,
     }
-    warn_at = svc.expiry.expiring_notice_at(res) if again and not soon and res is not None else None
-    if warn_at is not None:
-        answer["warnAt"] = timer_deadline(warn_at)
-    logger.info("hold timer fired", extra={"reservation_id": task.reservation_id, **answer})
+    shown = {k: v for k, v in answer.items() if k != "groups"} | {"kind": task.kind.value, "slot": task.slot}
+    logger.info("slot timer woke", extra=shown)
     return answer
+
+
+def _one_hold(task: OneHoldTask) -> dict[str, Any]:
+    expiry = services().expiry
+    with actor.acting_as(actor.TIMER):
+        if task.action == "warn":
+            return {"outcome": expiry.warn_expiring(task.store_id, task.reservation_id)}
+        outcome = expiry.expire(task.store_id, task.reservation_id, ExpirePath.TIMER).reason
+    logger.info("per-hold timer fired", reservation_id=task.reservation_id, outcome=outcome)
+    return {"outcome": outcome, "expiresAt": None, "loop": task.loop + 1, "wait": False, "soon": False, "warnAt": None}

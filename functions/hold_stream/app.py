@@ -3,15 +3,18 @@
 One of the stream's two readers (docs/decisions.md, "Two readers per stream shard").
 Its FilterCriteria admit three kinds of record, each handled by its own small function:
 
-* INSERT of an ACTIVE reservation: start the hold's timer (named after the store and
-  hold, so a redelivered record starts nothing new); a checkout's hold also gets
-  ``warnAt``, EXPIRING_NOTICE_SECONDS before its deadline (docs/events.md);
+* INSERT of an ACTIVE reservation: arm the hold timer's slot of its deadline (one
+  execution per second of deadlines, shared by every hold of that second); a checkout's
+  hold also gets its warn slot, EXPIRING_NOTICE_SECONDS before the deadline, or is
+  warned at once when that is now (docs/events.md);
+* MODIFY of an ACTIVE reservation that stays ACTIVE with a new deadline (an extension,
+  the payment step): arm the slots of the new deadline. The old slot finds it not due;
 * REMOVE by the TTL service of an ACTIVE reservation (the TTL backstop): return its units
-  and put it back EXPIRED in one transaction, a no-op when delivered again;
-* MODIFY of a reservation from ACTIVE to CONFIRMED or RELEASED: stop its timer, which
-  would otherwise wake at the deadline only to find the hold ended.
+  and put it back EXPIRED in one transaction, a no-op when delivered again.
 
-With HOLD_TIMER_ARN empty, timers are neither started nor stopped (a warning is logged).
+A hold confirmed or released needs nothing here: it leaves the Sweep index, and its
+slot finds nothing to do for it. With HOLD_TIMER_ARN empty, no slot is armed (a warning
+is logged).
 """
 
 from __future__ import annotations
@@ -26,19 +29,20 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stockhold import actor
-from stockhold.data.hold_timer import HoldTimers
-from stockhold.data.schema import RESERVATION, STATUS, TYPE, from_av, reservation_from_item, stream_change
+from stockhold.data.schema import EXPIRES_AT, RESERVATION, STATUS, TYPE, from_av, reservation_from_item, stream_change
+from stockhold.domain.ids import now_ms
 from stockhold.domain.models import ReservationStatus
+from stockhold.domain.rules import SlotKind, expiry_slot, warn_slot
 from stockhold.observability import count, logger, metrics, tracer
-from stockhold.wiring import services, stepfunctions_client
+from stockhold.wiring import services
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 class Change(StrEnum):
     NEW_HOLD = "new_hold"
+    EXTENDED = "extended"
     TTL_DELETED = "ttl_deleted"
-    ENDED_EARLY = "ended_early"
 
 
 def change_of(raw: Mapping[str, Any]) -> Change | None:
@@ -50,31 +54,32 @@ def change_of(raw: Mapping[str, Any]) -> Change | None:
         return Change.NEW_HOLD
     if change.event_name == "REMOVE" and change.by_ttl_service and was == ReservationStatus.ACTIVE:
         return Change.TTL_DELETED
-    if change.event_name == "MODIFY" and was == ReservationStatus.ACTIVE and now in _ENDED_EARLY:
-        return Change.ENDED_EARLY
+    if change.event_name == "MODIFY" and was == now == ReservationStatus.ACTIVE and change.old and change.new:
+        if change.old.get(EXPIRES_AT) != change.new.get(EXPIRES_AT):
+            return Change.EXTENDED
     return None
 
 
-_ENDED_EARLY = (ReservationStatus.CONFIRMED, ReservationStatus.RELEASED)
-
-
-def _timers(what: str, reservation_id: str) -> HoldTimers | None:
-    arn = services().settings.HOLD_TIMER_ARN
-    if not arn:
-        logger.warning("HOLD_TIMER_ARN is empty: hold timers are off", skipped=what, reservation_id=reservation_id)
-        return None
-    return HoldTimers(stepfunctions_client(), arn)
-
-
-def start_timer(record: DynamoDBRecord) -> None:
+def arm_slots(record: DynamoDBRecord) -> None:
+    """Arm the slots that end (and, for a checkout's hold, warn of) the hold at its deadline."""
     res = reservation_from_item(from_av(record.raw_event["dynamodb"]["NewImage"]))
-    timers = _timers("start", res.reservation_id)
+    svc = services()
+    timers = svc.slot_timers
     if timers is None:
+        logger.warning("HOLD_TIMER_ARN is empty: hold timers are off", reservation_id=res.reservation_id)
         return
-    if timers.start(res, warn_at=services().expiry.expiring_notice_at(res)):
-        count("HoldTimersStarted")
-    else:
-        logger.info("hold timer already running", reservation_id=res.reservation_id)
+    now = now_ms()
+    if timers.arm(SlotKind.EXPIRE, expiry_slot(res.expires_at, now)).started:
+        count("SlotTimersStarted")
+    warn_at = svc.expiry.expiring_notice_at(res)
+    if warn_at is None:
+        return
+    slot = warn_slot(warn_at, now)
+    if slot is None:  # inside the notice already: late is better than never
+        with actor.acting_as(actor.TIMER):
+            svc.expiry.warn_expiring(res.store_id, res.reservation_id)
+    elif timers.arm(SlotKind.WARN, slot).started:
+        count("SlotTimersStarted")
 
 
 def release_deleted_hold(record: DynamoDBRecord) -> None:
@@ -85,22 +90,10 @@ def release_deleted_hold(record: DynamoDBRecord) -> None:
         logger.info("TTL record already handled", reservation_id=res.reservation_id)
 
 
-def stop_timer(record: DynamoDBRecord) -> None:
-    new = from_av(record.raw_event["dynamodb"]["NewImage"])
-    store_id, reservation_id, status = str(new["storeId"]), str(new["reservationId"]), str(new["status"])
-    timers = _timers("stop", reservation_id)
-    if timers is None:
-        return
-    if timers.stop(store_id, reservation_id, cause=f"reservation {status}"):
-        count("HoldTimersStopped")
-    else:
-        logger.info("no hold timer to stop", reservation_id=reservation_id)
-
-
 HANDLERS: dict[Change, Callable[[DynamoDBRecord], None]] = {
-    Change.NEW_HOLD: start_timer,
+    Change.NEW_HOLD: arm_slots,
+    Change.EXTENDED: arm_slots,
     Change.TTL_DELETED: release_deleted_hold,
-    Change.ENDED_EARLY: stop_timer,
 }
 
 

@@ -5,18 +5,22 @@ tests/integration/test_events_on_dynamodb_local.py."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+import boto3
 import pytest
 
 from stockhold import wiring
 from stockhold.data.schema import reservation_key, to_av
 from stockhold.domain.ids import now_ms
 from stockhold.domain.models import Line, Reservation, timer_deadline
+from stockhold.domain.rules import expiry_slot, warn_slot
 from stockhold.wiring import services
 from tests.helpers import load_function
 from tools.local.context import LambdaContext
 from tools.local.streams import lambda_record
+from tools.template import ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -86,57 +90,91 @@ def test_a_notice_of_zero_turns_warnings_off(monkeypatch: pytest.MonkeyPatch) ->
     }
 
 
-class _Sfn:
-    def __init__(self) -> None:
-        self.inputs: list[dict[str, Any]] = []
-
-    def start_execution(self, **kwargs: Any) -> dict[str, Any]:
-        self.inputs.append(json.loads(kwargs["input"]))
-        return {"executionArn": "arn:aws:states:us-east-1:123456789012:execution:t:x"}
-
-
-def _start_timer(res: Reservation, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    app = load_function("hold_stream")
-    sfn = _Sfn()
-    monkeypatch.setattr(app, "stepfunctions_client", lambda: sfn)
-    raw = services().runner.get(reservation_key("demo", res.reservation_id))
-    assert raw is not None
-    record = lambda_record(
-        {"eventID": "e1", "eventName": "INSERT", "dynamodb": {"NewImage": to_av(raw), "SequenceNumber": "1"}}
-    )
-    monkeypatch.setenv("HOLD_TIMER_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:t")
+def _stream_arms(res: Reservation, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
+    """Deliver the hold's INSERT to the hold stream; the slot executions it started, by name
+    (moto's Step Functions records them without running them)."""
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="HoldTimer", definition=_ASL, roleArn="arn:aws:iam::123456789012:role/timer", type="STANDARD"
+    )["stateMachineArn"]
+    monkeypatch.setenv("HOLD_TIMER_ARN", arn)
     wiring.reset()
+    record = lambda_record(
+        {"eventID": "e1", "eventName": "INSERT", "dynamodb": {"NewImage": to_av(_item(res)), "SequenceNumber": "1"}}
+    )
+    app = load_function("hold_stream")
     assert app.lambda_handler({"Records": [record]}, LambdaContext()) == {"batchItemFailures": []}
-    (timer_input,) = sfn.inputs
-    return timer_input
+    out = {}
+    for e in sfn.list_executions(stateMachineArn=arn)["executions"]:
+        out[e["name"]] = json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"])
+    return out
 
 
-def test_the_timer_of_a_checkout_hold_wakes_the_notice_before_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+_ASL = (ROOT / "statemachine/hold_timer.asl.json").read_text().replace("${ExpireFunctionArn}", "arn:aws:lambda:::f")
+
+
+def test_a_checkout_hold_arms_the_warn_slot_of_its_notice_and_the_expire_slot_of_its_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     res = _hold(300)
-    timer_input = _start_timer(res, monkeypatch)
-    warn_at = res.expires_at - 60_000
-    assert timer_input["warnAt"] == timer_deadline(warn_at - warn_at % 1000)  # whole seconds, not later
-    assert timer_input["expiresAt"] == timer_deadline(res.expires_at)
+    started = _stream_arms(res, monkeypatch)
+    notice = (res.expires_at - 60_000) // 1000  # EXPIRING_NOTICE_SECONDS, whole seconds, not later
+    deadline = expiry_slot(res.expires_at, now_ms())
+    assert started == {
+        f"warn-{notice}": {"kind": "warn", "slot": notice, "at": timer_deadline(notice * 1000), "loop": 0},
+        f"expire-{deadline}": {"kind": "expire", "slot": deadline, "at": timer_deadline(deadline * 1000), "loop": 0},
+    }
+    assert deadline * 1000 >= res.expires_at  # never before the deadline
 
 
-def test_no_warning_for_plain_holds(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert "warnAt" not in _start_timer(_hold(300, None), monkeypatch)
+def test_no_warn_slot_for_plain_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    started = _stream_arms(_hold(300, None), monkeypatch)
+    assert [name.split("-")[0] for name in started] == ["expire"]
 
 
-def test_a_timer_starting_inside_the_notice_warns_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hold_arriving_inside_the_notice_is_warned_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 30 s checkout hold with a 60 s notice (or a stream running late): warn now, not never."""
     res = _hold(30)
-    timer_input = _start_timer(res, monkeypatch)
-    assert timer_input["warnAt"] <= timer_deadline(now_ms())
-    assert timer_input["expiresAt"] == timer_deadline(res.expires_at)
+    started = _stream_arms(res, monkeypatch)
+    assert [name.split("-")[0] for name in started] == ["expire"]
+    item = _item(res)
+    assert item["warnedFor"] == res.expires_at and item["lastActor"] == "system:timer"
 
 
-def test_waiting_for_an_extended_checkout_hold_sets_a_new_warning() -> None:
-    checkout = _hold(300)
-    plain = _hold(300, None, cart="c2")
-    answer = _expire({"storeId": "demo", "reservationId": checkout.reservation_id, "loop": 0})
-    assert answer["outcome"] == "not_due" and answer["wait"] is True
-    warn_at = checkout.expires_at - 60_000
-    assert answer["warnAt"] == timer_deadline(warn_at - warn_at % 1000)
-    plain_answer = _expire({"storeId": "demo", "reservationId": plain.reservation_id, "loop": 0})
-    assert plain_answer["wait"] is True and plain_answer["warnAt"] is None
+def _warn_slot_of(res: Reservation) -> int:
+    warn_at = services().expiry.expiring_notice_at(res)
+    assert warn_at is not None
+    slot = warn_slot(warn_at, now_ms())
+    assert slot is not None
+    return slot
+
+
+def _wake(kind: str, slot: int) -> dict[str, Any]:
+    """The slot's execution waking at its second (it waits for it)."""
+    time.sleep(max(0.0, slot - now_ms() / 1000))
+    return _expire({"kind": kind, "slot": slot, "loop": 0})
+
+
+def test_a_warn_slot_warns_the_checkout_holds_of_its_second_and_no_others() -> None:
+    checkout = _hold(63)  # EXPIRING_NOTICE_SECONDS is 60: its notice is 2 or 3 s away
+    plain = _hold(63, None, cart="c2")
+    later = _hold(400, cart="c3")  # its notice is minutes away
+    slot = _warn_slot_of(checkout)
+    answer = _wake("warn", slot)
+    assert answer["handled"] == 1 and answer["fanOut"] is False and answer["again"] is False
+    assert _item(checkout)["warnedFor"] == checkout.expires_at
+    assert "warnedFor" not in _item(plain) and "warnedFor" not in _item(later)
+    assert _expire({"kind": "warn", "slot": slot, "loop": 1})["handled"] == 0  # a retried wake-up writes nothing
+    assert (_item(checkout)["status"], _item(checkout)["expiresAt"]) == ("ACTIVE", checkout.expires_at)
+
+
+def test_an_extended_checkout_hold_is_warned_by_the_slot_of_its_new_notice() -> None:
+    res = _hold(63)
+    old_slot = _warn_slot_of(res)
+    extended = services().holds.extend("demo", res.reservation_id, 66)
+    new_slot = _warn_slot_of(extended)
+    assert new_slot > old_slot
+    assert _wake("warn", old_slot)["handled"] == 0
+    assert "warnedFor" not in _item(res)
+    assert _wake("warn", new_slot)["handled"] == 1
+    assert _item(res)["warnedFor"] == extended.expires_at

@@ -1,10 +1,12 @@
 """The hold timer's real ASL, run by moto's Step Functions interpreter against the real
-expire function (Lambda calls answered in-process). Wait states really sleep, so holds
-here last one or two seconds."""
+expire function (Lambda calls answered in-process): one execution per slot, a second of
+deadlines (docs/expiry.md, "Slot timers"). Wait states really sleep, so holds here last
+one to three seconds."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,35 +16,48 @@ import pytest
 from moto import mock_aws
 
 from stockhold import wiring
+from stockhold.data.hold_timer import Armed, SlotTimers, execution_name
 from stockhold.data.schema import reservation_key, to_av
+from stockhold.domain.ids import now_ms
 from stockhold.domain.models import Line
+from stockhold.domain.rules import SlotKind, expiry_slot
 from stockhold.wiring import services
 from tests.helpers import load_function
 from tools import lambda_hook
 from tools.local.context import LambdaContext
-from tools.local.statemachines import stop_waits_for_start
+from tools.local.statemachines import scope_stack_per_parse
 from tools.template import ROOT, create_tables
 
 EXPIRE_ARN = "arn:aws:lambda:us-east-1:123456789012:function:ExpireFunction"
+ON_HAND = 40
 
 
 @pytest.fixture
 def timer(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     monkeypatch.setenv("MIN_HOLD_SECONDS", "1")
-    stop_waits_for_start()  # a timer stopped right after its start (moto runs it on a thread of its own)
+    # moto's in-process DynamoDB is not safe for concurrent writes to one item (the holds here
+    # share a stock cell), so invocations run one at a time and end their holds one by one.
+    # Concurrent slot work is run on DynamoDB Local by the local stack's tests.
+    monkeypatch.setattr("stockhold.usecases.slots.PARALLEL", 1)
+    scope_stack_per_parse()  # several slots' executions run at once
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         wiring.reset()
         create_tables(boto3.client("dynamodb"))
         calls: list[dict[str, Any]] = []
         failures = {"left": 0}
         expire = load_function("expire").lambda_handler
+        lock = threading.Lock()
 
         def dispatch(name: str, event: Any) -> tuple[Any, str | None]:
-            calls.append(event)
-            if failures["left"] > 0:
-                failures["left"] -= 1
-                return {"errorType": "RuntimeError", "errorMessage": "DynamoDB is having a bad day"}, "RuntimeError"
-            return expire(event, LambdaContext()), None
+            with lock:
+                calls.append(event)
+                if failures["left"] > 0:
+                    failures["left"] -= 1
+                    return {"errorType": "RuntimeError", "errorMessage": "DynamoDB is having a bad day"}, "RuntimeError"
+                try:
+                    return expire(event, LambdaContext()), None
+                except Exception as exc:  # as Lambda answers a function that raised
+                    return {"errorType": type(exc).__name__, "errorMessage": str(exc)}, "Unhandled"
 
         hook = lambda_hook.install(dispatch)
         sfn = boto3.client("stepfunctions")
@@ -50,6 +65,8 @@ def timer(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         arn = sfn.create_state_machine(
             name="HoldTimer", definition=asl, roleArn="arn:aws:iam::123456789012:role/timer", type="STANDARD"
         )["stateMachineArn"]
+        monkeypatch.setenv("HOLD_TIMER_ARN", arn)
+        wiring.reset()
         try:
             yield {"sfn": sfn, "arn": arn, "calls": calls, "failures": failures}
         finally:
@@ -57,105 +74,208 @@ def timer(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             wiring.reset()
 
 
-def _hold(seconds: int, cart: str = "c") -> Any:
+def _start_of_a_second() -> None:
+    """Wait for the start of a second, so that holds made next share one slot."""
+    time.sleep(1 - (now_ms() % 1000) / 1000 + 0.02)
+
+
+def _hold(seconds: int, cart: str = "c", quantity: int = 2) -> Any:
     svc = services()
     if not svc.stock.get_many("demo", ["T"])[0]:
-        svc.stock.set("demo", "T", on_hand=5, low_stock_threshold=None, unlimited=False)
+        svc.stock.set("demo", "T", on_hand=ON_HAND, low_stock_threshold=None, unlimited=False)
     return svc.reserving.reserve(
-        "demo", cart_id=cart, customer_id=None, lines=[Line(sku="T", quantity=2)], hold_seconds=seconds
+        "demo", cart_id=cart, customer_id=None, lines=[Line(sku="T", quantity=quantity)], hold_seconds=seconds
     )
 
 
-def _run(timer: dict[str, Any], res: Any, timeout: float = 20) -> dict[str, Any]:
-    from stockhold.domain.models import timer_deadline
+def _timers() -> SlotTimers:
+    """The slot timers of a container of their own (a memory of their own)."""
+    svc = services()
+    return SlotTimers(
+        boto3.client("stepfunctions"), svc.runner.client, svc.settings.TABLE_NAME, svc.settings.HOLD_TIMER_ARN
+    )
 
-    sfn = timer["sfn"]
-    execution = sfn.start_execution(
-        stateMachineArn=timer["arn"],
-        name=f"demo--{res.reservation_id}",
-        input=json.dumps(
-            {
-                "storeId": "demo",
-                "reservationId": res.reservation_id,
-                "expiresAt": timer_deadline(res.expires_at),
-                "loop": 0,
-            }
-        ),
-    )["executionArn"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = sfn.describe_execution(executionArn=execution)
+
+def _arm(res: Any, timers: SlotTimers | None = None) -> Armed:
+    """Arm the expire slot of a hold's deadline, as the hold stream does."""
+    return (timers or _timers()).arm(SlotKind.EXPIRE, expiry_slot(res.expires_at, now_ms()))
+
+
+def _slot_arn(timer: dict[str, Any], slot: int, kind: SlotKind = SlotKind.EXPIRE) -> str:
+    return timer["arn"].replace(":stateMachine:", ":execution:") + ":" + execution_name(kind, slot)
+
+
+def _settled(timer: dict[str, Any], slot: int, timeout: float = 30) -> dict[str, Any]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = timer["sfn"].describe_execution(executionArn=_slot_arn(timer, slot))
         if out["status"] != "RUNNING":
-            return out
-        time.sleep(0.1)
-    raise AssertionError("the timer did not finish")
+            return dict(out)
+        time.sleep(0.05)
+    raise AssertionError(f"slot {slot}'s timer is still running")
 
 
-def test_a_due_hold_is_expired_and_its_units_return(timer: dict[str, Any]) -> None:
-    res = _hold(1)
-    out = _run(timer, res)
-    assert out["status"] == "SUCCEEDED"
-    assert json.loads(out["output"])["result"]["outcome"] == "expired"
-    after = services().holds.get("demo", res.reservation_id)
-    assert after.status.value == "EXPIRED" and after.end_reason == "expired"
+def _executions(timer: dict[str, Any]) -> list[str]:
+    return sorted(e["name"] for e in timer["sfn"].list_executions(stateMachineArn=timer["arn"])["executions"])
+
+
+def _status(res: Any) -> str:
+    return services().holds.get("demo", res.reservation_id).status.value
+
+
+def _stock() -> tuple[int, int, int]:
     level = services().stock.get("demo", "T")
-    assert (level.reserved, level.available) == (0, 5)
+    return level.reserved, level.allocated, level.available
 
 
-def test_an_extended_hold_is_waited_for_again_and_expires_at_its_last_deadline(timer: dict[str, Any]) -> None:
-    res = _hold(1)
-    svc = services()
-    first = svc.holds.extend("demo", res.reservation_id, 2)
-    second = svc.holds.extend("demo", res.reservation_id, 3)
-    assert second.expires_at > first.expires_at > res.expires_at
-    out = _run(timer, res)
-    outcomes = [c.get("loop") for c in timer["calls"]]
-    assert out["status"] == "SUCCEEDED" and len(outcomes) >= 2  # woke at the old deadline, then waited again
-    ended = svc.holds.get("demo", res.reservation_id)
-    assert ended.status.value == "EXPIRED" and ended.ended_at is not None and ended.ended_at >= second.expires_at
+def _handled(timer: dict[str, Any]) -> int:
+    """Holds the expire function's slot calls ended, as the state machine saw them."""
+    return sum(1 for c in timer["calls"] if "slot" in c)
 
 
-@pytest.mark.parametrize("end", ["confirm", "release"])
-def test_a_hold_ended_before_its_deadline_ends_the_timer_without_touching_stock(
-    timer: dict[str, Any], end: str
-) -> None:
-    res = _hold(1)
-    svc = services()
-    if end == "confirm":
-        svc.holds.confirm("demo", res.reservation_id, "o-1")
-    else:
-        svc.holds.release("demo", res.reservation_id, "cancelled")
-    before = svc.stock.get("demo", "T")
-    out = _run(timer, res)
+def test_the_due_holds_of_a_slot_are_expired_by_one_execution_and_their_units_return(timer: dict[str, Any]) -> None:
+    _start_of_a_second()
+    holds = [_hold(1, cart=f"c{i}") for i in range(3)]
+    timers = _timers()
+    slot = {_arm(res, timers).slot for res in holds}.pop()  # one second of deadlines, one timer
+    assert _stock() == (6, 0, ON_HAND - 6)
+    out = _settled(timer, slot)
     assert out["status"] == "SUCCEEDED"
-    assert json.loads(out["output"])["result"]["outcome"] == "already_ended"
-    after = svc.stock.get("demo", "T")
-    assert (after.on_hand, after.reserved, after.allocated, after.available) == (
-        before.on_hand,
-        before.reserved,
-        before.allocated,
-        before.available,
-    )
+    assert json.loads(out["output"])["result"]["handled"] == 3
+    assert [_status(res) for res in holds] == ["EXPIRED"] * 3
+    assert _stock() == (0, 0, ON_HAND)
+    assert _executions(timer) == [execution_name(SlotKind.EXPIRE, slot)]
+
+
+def test_a_hold_joins_a_slot_that_is_already_running(timer: dict[str, Any]) -> None:
+    _start_of_a_second()
+    first = _hold(3, cart="first")
+    slot = _arm(first).slot
+    assert timer["sfn"].describe_execution(executionArn=_slot_arn(timer, slot))["status"] == "RUNNING"
+    later = _hold(3, cart="later")
+    other_container = _timers()
+    assert _arm(later, other_container) == Armed(slot, started=False)  # the slot's mark says it is armed
+    assert other_container.start_calls == 0
+    assert _settled(timer, slot)["status"] == "SUCCEEDED"
+    assert (_status(first), _status(later)) == ("EXPIRED", "EXPIRED")
+    assert _executions(timer) == [execution_name(SlotKind.EXPIRE, slot)]
+
+
+def test_a_hold_armed_for_a_slot_that_has_fired_is_ended_by_a_later_one(timer: dict[str, Any]) -> None:
+    """A late stream record or a clock behind Step Functions' asks for a slot that is over."""
+    fired = now_ms() // 1000 + 1
+    assert _timers().arm(SlotKind.EXPIRE, fired) == Armed(fired, started=True)
+    assert _settled(timer, fired)["status"] == "SUCCEEDED"  # nothing was due in it
+    res = _hold(1)
+    timers = _timers()
+    later = timers.arm(SlotKind.EXPIRE, fired).slot
+    assert later > fired and timers.start_calls >= 2  # refused, then the next slot
+    assert _settled(timer, later)["status"] == "SUCCEEDED"
+    ended = services().holds.get("demo", res.reservation_id)
+    assert ended.status.value == "EXPIRED" and ended.ended_at is not None
+    assert _stock() == (0, 0, ON_HAND)
+
+
+def test_an_extended_hold_moves_to_a_later_slot_and_expires_at_its_new_deadline(timer: dict[str, Any]) -> None:
+    _start_of_a_second()
+    res = _hold(1)
+    old_slot = _arm(res).slot
+    extended = services().holds.extend("demo", res.reservation_id, 3)
+    new_slot = _arm(extended).slot  # the hold stream's MODIFY record of the extension
+    assert new_slot > old_slot
+    old = _settled(timer, old_slot)
+    assert old["status"] == "SUCCEEDED" and json.loads(old["output"])["result"]["handled"] == 0
+    assert _status(res) == "ACTIVE"  # the old slot woke and left it alone
+    assert _settled(timer, new_slot)["status"] == "SUCCEEDED"
+    ended = services().holds.get("demo", res.reservation_id)
+    assert ended.status.value == "EXPIRED" and ended.ended_at is not None and ended.ended_at >= extended.expires_at
+
+
+def test_containers_arming_one_slot_at_once_start_one_execution(timer: dict[str, Any]) -> None:
+    _start_of_a_second()
+    res = _hold(3)
+    slot = expiry_slot(res.expires_at, now_ms())
+    containers = [_timers() for _ in range(8)]
+    gate = threading.Barrier(len(containers))
+    answers: list[Armed] = []
+
+    def arm(timers: SlotTimers) -> None:
+        gate.wait()
+        answers.append(timers.arm(SlotKind.EXPIRE, slot))
+
+    threads = [threading.Thread(target=arm, args=(t,)) for t in containers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {a.slot for a in answers} == {slot} and any(a.started for a in answers)
+    assert _executions(timer) == [execution_name(SlotKind.EXPIRE, slot)]
+    second_wave = [_timers() for _ in range(8)]
+    assert [t.arm(SlotKind.EXPIRE, slot) for t in second_wave] == [Armed(slot, started=False)] * 8
+    assert sum(t.start_calls for t in second_wave) == 0  # the mark answers: no Step Functions call
+    assert _settled(timer, slot)["status"] == "SUCCEEDED" and _status(res) == "EXPIRED"
+
+
+def test_confirmed_and_released_holds_in_a_waking_slot_are_left_alone(timer: dict[str, Any]) -> None:
+    _start_of_a_second()
+    confirmed, released, abandoned = (_hold(1, cart=c) for c in ("paid", "cancelled", "abandoned"))
+    slot = _arm(confirmed).slot
+    assert _arm(released).slot == _arm(abandoned).slot == slot
+    svc = services()
+    svc.holds.confirm("demo", confirmed.reservation_id, "o-1")
+    svc.holds.release("demo", released.reservation_id, "cancelled")
+    assert _stock() == (2, 2, ON_HAND - 4)
+    out = _settled(timer, slot)
+    assert out["status"] == "SUCCEEDED" and json.loads(out["output"])["result"]["handled"] == 1
+    assert (_status(confirmed), _status(released), _status(abandoned)) == ("CONFIRMED", "RELEASED", "EXPIRED")
+    assert _stock() == (0, 2, ON_HAND - 2)  # the order keeps its units; the abandoned hold's came back
+
+
+def test_a_slot_with_more_holds_than_one_invocation_takes_ends_them_in_parallel_groups(
+    timer: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLOT_GROUP_HOLDS", "2")
+    wiring.reset()
+    _start_of_a_second()
+    holds = [_hold(1, cart=f"c{i}", quantity=1) for i in range(7)]
+    timers = _timers()
+    slot = {_arm(res, timers).slot for res in holds}.pop()
+    out = _settled(timer, slot)
+    assert out["status"] == "SUCCEEDED"
+    groups = [c for c in timer["calls"] if "shards" in c]
+    assert len(groups) >= 2  # the survey planned groups, and the Map ran one invocation for each
+    assert all(c["slot"] == slot for c in groups)
+    assert [_status(res) for res in holds] == ["EXPIRED"] * 7
+    assert _stock() == (0, 0, ON_HAND)
 
 
 def test_a_failing_invocation_is_retried(timer: dict[str, Any]) -> None:
     timer["failures"]["left"] = 1
+    _start_of_a_second()
     res = _hold(1)
-    out = _run(timer, res)
-    assert out["status"] == "SUCCEEDED"
-    assert len(timer["calls"]) == 2  # the failure, then the retry that expired it
-    assert services().holds.get("demo", res.reservation_id).status.value == "EXPIRED"
+    slot = _arm(res).slot
+    assert _settled(timer, slot)["status"] == "SUCCEEDED"
+    assert len(timer["calls"]) >= 2  # the failure, then the retry that expired it
+    assert _status(res) == "EXPIRED"
 
 
-# --- the hold stream starts each hold's timer and stops it when the hold ends early --------------
+def test_an_execution_of_the_per_hold_timer_still_running_at_deploy_ends_its_hold(timer: dict[str, Any]) -> None:
+    """Standard executions keep the definition they started with: one started before slot
+    timers calls with one hold, and is told to end."""
+    res = _hold(1)
+    time.sleep(1.1)
+    answer = load_function("expire").lambda_handler(
+        {"storeId": "demo", "reservationId": res.reservation_id, "loop": 0}, LambdaContext()
+    )
+    assert answer["outcome"] == "expired" and answer["wait"] is False and answer["soon"] is False
+    assert _status(res) == "EXPIRED" and _stock() == (0, 0, ON_HAND)
 
 
-@pytest.fixture
-def hold_stream(timer: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The hold stream's handler, its HOLD_TIMER_ARN the timer fixture's state machine."""
-    monkeypatch.setenv("HOLD_TIMER_ARN", timer["arn"])
-    wiring.reset()
-    return lambda records: load_function("hold_stream").lambda_handler({"Records": records}, LambdaContext())
+# --- the hold stream arms the slots -----------------------------------------------------------
+
+
+def _hold_stream(records: list[dict[str, Any]]) -> Any:
+    return load_function("hold_stream").lambda_handler({"Records": records}, LambdaContext())
 
 
 def _item(res: Any) -> dict[str, Any]:
@@ -177,103 +297,47 @@ def _record(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None, s
     return {"eventID": f"ev-{seq}", "eventName": name, "eventSource": "aws:dynamodb", "dynamodb": ddb}
 
 
-def _execution(timer: dict[str, Any], res: Any) -> dict[str, Any]:
-    arn = timer["arn"].replace(":stateMachine:", ":execution:") + f":demo--{res.reservation_id}"
-    return dict(timer["sfn"].describe_execution(executionArn=arn))
+def test_the_hold_stream_arms_a_new_holds_slot_once_however_often_the_record_comes(timer: dict[str, Any]) -> None:
+    res = _hold(60)
+    created = _record("INSERT", None, _item(res), 1)
+    assert _hold_stream([created]) == {"batchItemFailures": []}
+    slot = expiry_slot(res.expires_at, now_ms())
+    assert _executions(timer) == [execution_name(SlotKind.EXPIRE, slot)]
+    assert _hold_stream([created, created]) == {"batchItemFailures": []}  # a retried batch
+    assert services().slot_timers.start_calls == 1  # type: ignore[union-attr]
+    assert _executions(timer) == [execution_name(SlotKind.EXPIRE, slot)]
 
 
-def _settled(timer: dict[str, Any], res: Any, timeout: float = 30) -> dict[str, Any]:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        out = _execution(timer, res)
-        if out["status"] != "RUNNING":
-            return out
-        time.sleep(0.05)
-    raise AssertionError("the timer is still running")
+def test_the_hold_stream_arms_the_slot_of_an_extended_deadline(timer: dict[str, Any]) -> None:
+    res = _hold(60)
+    created = _item(res)
+    extended = services().holds.extend("demo", res.reservation_id, 120)
+    records = [_record("INSERT", None, created, 1), _record("MODIFY", created, _item(res), 2)]
+    assert _hold_stream(records) == {"batchItemFailures": []}
+    now = now_ms()
+    assert _executions(timer) == sorted(
+        execution_name(SlotKind.EXPIRE, expiry_slot(r.expires_at, now)) for r in (res, extended)
+    )
 
 
 @pytest.mark.parametrize("end", ["confirm", "release"])
-def test_a_hold_ended_before_its_deadline_has_its_timer_stopped(
-    timer: dict[str, Any], hold_stream: Any, end: str
-) -> None:
+def test_a_hold_ended_before_its_deadline_needs_nothing_from_the_hold_stream(timer: dict[str, Any], end: str) -> None:
     res = _hold(60)
     created = _item(res)
-    assert hold_stream([_record("INSERT", None, created, 1)]) == {"batchItemFailures": []}
-    assert _execution(timer, res)["status"] == "RUNNING"  # waiting for the deadline, a minute away
     svc = services()
     if end == "confirm":
         svc.holds.confirm("demo", res.reservation_id, "o-1")
     else:
         svc.holds.release("demo", res.reservation_id, "cancelled")
-    ended = _item(res)
-    before = svc.stock.get("demo", "T")
-    started = time.monotonic()
-    assert hold_stream([_record("MODIFY", created, ended, 2)]) == {"batchItemFailures": []}
-    out = _settled(timer, res)
-    assert out["status"] == "ABORTED" and time.monotonic() - started < 5  # not at the deadline
-    history = timer["sfn"].get_execution_history(executionArn=out["executionArn"])["events"]
-    assert not any(e["type"].startswith(("TaskScheduled", "LambdaFunctionScheduled")) for e in history)
-    assert timer["calls"] == []  # the expire function never ran for it
-    after = svc.stock.get("demo", "T")
-    assert (after.reserved, after.allocated, after.available) == (before.reserved, before.allocated, before.available)
-    # Both records delivered again (a retried batch): nothing new starts, nothing fails.
-    records = [_record("INSERT", None, created, 1), _record("MODIFY", created, ended, 2)]
-    assert hold_stream(records) == {"batchItemFailures": []}
-    assert _execution(timer, res)["status"] == "ABORTED"
-    assert len(timer["sfn"].list_executions(stateMachineArn=timer["arn"])["executions"]) == 1
+    ended = _record("MODIFY", created, _item(res), 2)
+    assert load_function("hold_stream").change_of(ended) is None  # no StopExecution: the slot finds nothing
+    assert _hold_stream([ended]) == {"batchItemFailures": []}
+    assert _executions(timer) == []
 
 
-def test_a_hold_and_its_end_in_one_batch_start_and_stop_its_timer(timer: dict[str, Any], hold_stream: Any) -> None:
-    res = _hold(60)
-    created = _item(res)
-    services().holds.release("demo", res.reservation_id, "cancelled")
-    records = [_record("INSERT", None, created, 1), _record("MODIFY", created, _item(res), 2)]
-    assert hold_stream(records) == {"batchItemFailures": []}
-    assert _settled(timer, res)["status"] == "ABORTED" and timer["calls"] == []
-
-
-def test_stopping_a_timer_that_never_started_is_fine(timer: dict[str, Any], hold_stream: Any) -> None:
-    res = _hold(60)
-    created = _item(res)
-    services().holds.confirm("demo", res.reservation_id, "o-1")
-    assert hold_stream([_record("MODIFY", created, _item(res), 2)]) == {"batchItemFailures": []}
-    assert timer["sfn"].list_executions(stateMachineArn=timer["arn"])["executions"] == []
-
-
-def test_stopping_a_timer_that_already_finished_is_fine(timer: dict[str, Any], hold_stream: Any) -> None:
-    """The stop record arrives after the timer woke, found the hold ended and stopped by itself."""
-    res = _hold(1)
-    created = _item(res)
-    services().holds.release("demo", res.reservation_id, "cancelled")
-    assert hold_stream([_record("INSERT", None, created, 1)]) == {"batchItemFailures": []}
-    out = _settled(timer, res, timeout=20)
-    assert out["status"] == "SUCCEEDED" and json.loads(out["output"])["result"]["outcome"] == "already_ended"
-    assert hold_stream([_record("MODIFY", created, _item(res), 2)]) == {"batchItemFailures": []}
-    assert _execution(timer, res)["status"] == "SUCCEEDED"
-
-
-def test_an_expired_hold_does_not_stop_the_timer_that_expired_it(timer: dict[str, Any], hold_stream: Any) -> None:
-    """ACTIVE -> EXPIRED is not the hold stream's: its filter keeps it out, and its dispatch ignores it."""
-    res = _hold(1)
-    created = _item(res)
-    assert hold_stream([_record("INSERT", None, created, 1)]) == {"batchItemFailures": []}
-    out = _settled(timer, res, timeout=20)
-    assert out["status"] == "SUCCEEDED" and json.loads(out["output"])["result"]["outcome"] == "expired"
-    expired = _record("MODIFY", created, _item(res), 2)
-    assert load_function("hold_stream").change_of(expired) is None
-    assert hold_stream([expired]) == {"batchItemFailures": []}
-    assert _execution(timer, res)["status"] == "SUCCEEDED"
-
-
-def test_without_a_hold_timer_arn_timers_are_neither_started_nor_stopped(
-    timer: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_a_hold_timer_arn_no_slot_is_armed(timer: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOLD_TIMER_ARN", "")
     wiring.reset()
-    handler = load_function("hold_stream").lambda_handler
     res = _hold(60)
-    created = _item(res)
-    services().holds.release("demo", res.reservation_id, "cancelled")
-    records = [_record("INSERT", None, created, 1), _record("MODIFY", created, _item(res), 2)]
-    assert handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
-    assert timer["sfn"].list_executions(stateMachineArn=timer["arn"])["executions"] == []
+    assert _hold_stream([_record("INSERT", None, _item(res), 1)]) == {"batchItemFailures": []}
+    assert _executions(timer) == []

@@ -23,7 +23,6 @@ from tests.integration.conftest import change_feed_source, hold_stream_source, s
 from tools import lambda_hook, template
 from tools.local.context import LambdaContext
 from tools.local.motoserver import MotoServer
-from tools.local.statemachines import stop_waits_for_start
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +34,7 @@ def admitted(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def new_holds(svc: Services) -> list[dict[str, Any]]:
-    """The hold stream's records that start timers: INSERTs of ACTIVE reservations."""
+    """The hold stream's records that arm timer slots: INSERTs of ACTIVE reservations."""
     return [
         r
         for r in stream_records(svc)
@@ -90,12 +89,11 @@ def test_confirming_a_hold_emits_order_created_and_nothing_else(bus: dict[str, A
 def hold_timer(local: Services, bus: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The real ASL on the moto server; its Lambda tasks answered by the expire handler in-process."""
     monkeypatch.setenv("MIN_HOLD_SECONDS", "1")
-    monkeypatch.setenv("CHECKOUT_HOLD_SECONDS", "4")
+    monkeypatch.setenv("CHECKOUT_HOLD_SECONDS", "6")
     monkeypatch.setenv("EXPIRING_NOTICE_SECONDS", "2")
     server: MotoServer = bus["server"]
     # Per test: moto's state is process-wide, and other tests' mock_aws may have reset it.
     server.configure({"stepfunctions": {"execute_state_machine": True}})
-    stop_waits_for_start()
     sfn = server.client("stepfunctions")
     asl = (template.ROOT / "statemachine/hold_timer.asl.json").read_text()
     asl = asl.replace("${ExpireFunctionArn}", "arn:aws:lambda:us-east-1:000000000000:function:ExpireFunction")
@@ -149,13 +147,12 @@ def test_a_checkout_hold_is_warned_once_per_deadline_then_expires(
     view = svc.checkouts.start("demo", cart_id="c-warn", customer_id="u-1", lines=[Line(sku="MUG", quantity=1)])
     res = view.reservation
     assert res is not None and res.checkout_id == view.checkout.checkout_id
-    # The hold stream, fed the hold's real INSERT record, starts the timer with warnAt.
+    # The hold stream, fed the hold's real INSERT record, arms the hold's warn and expire slots.
     inserts = [r for r in new_holds(svc) if r["dynamodb"]["NewImage"]["reservationId"]["S"] == res.reservation_id]
-    starter = load_function("hold_stream").lambda_handler
-    assert starter({"Records": inserts}, LambdaContext()) == {"batchItemFailures": []}
-    started = hold_timer["sfn"].list_executions(stateMachineArn=hold_timer["arn"])["executions"][0]
-    timer_input = json.loads(hold_timer["sfn"].describe_execution(executionArn=started["executionArn"])["input"])
-    assert "warnAt" in timer_input
+    hold_stream = load_function("hold_stream").lambda_handler
+    assert hold_stream({"Records": inserts}, LambdaContext()) == {"batchItemFailures": []}
+    started = hold_timer["sfn"].list_executions(stateMachineArn=hold_timer["arn"])["executions"]
+    assert sorted(e["name"].split("-")[0] for e in started) == ["expire", "warn"]
 
     def warned_for() -> Any:
         item = wiring.dynamodb_client().get_item(
@@ -166,16 +163,18 @@ def test_a_checkout_hold_is_warned_once_per_deadline_then_expires(
         return int(item["warnedFor"]["N"]) if "warnedFor" in item else None
 
     _wait_for(lambda: warned_for() == res.expires_at)
-    # Extended after the warning: the timer wakes at the old deadline, waits again and
-    # warns again before the new one.
+    # Extended after the warning: the stream's record of it arms the new deadline's slots;
+    # the old expire slot wakes and leaves the hold alone, the new ones warn again and end it.
     extended = svc.holds.extend("demo", res.reservation_id, 6)
+    assert hold_stream({"Records": hold_stream_records(svc)}, LambdaContext()) == {"batchItemFailures": []}
+    assert len(hold_timer["sfn"].list_executions(stateMachineArn=hold_timer["arn"])["executions"]) == 4
     out = _finished(hold_timer["sfn"], hold_timer["arn"])
     assert out["status"] == "SUCCEEDED"
-    assert json.loads(out["output"])["result"]["outcome"] == "expired"
     assert warned_for() == extended.expires_at
-    assert svc.holds.get("demo", res.reservation_id).status is ReservationStatus.EXPIRED
-    warns = [c for c in hold_timer["calls"] if c.get("action") == "warn"]
-    assert len(warns) == 2
+    ended = svc.holds.get("demo", res.reservation_id)
+    assert ended.status is ReservationStatus.EXPIRED and ended.ended_at is not None
+    assert ended.ended_at >= extended.expires_at
+    assert sum(1 for c in hold_timer["calls"] if c.get("kind") == "warn") >= 2
 
     records = stream_records(svc)
     warn_writes = [
@@ -207,7 +206,7 @@ def test_a_plain_hold_gets_no_warning(hold_timer: dict[str, Any], bus: dict[str,
         "batchItemFailures": []
     }
     assert _finished(hold_timer["sfn"], hold_timer["arn"])["status"] == "SUCCEEDED"
-    assert not [c for c in hold_timer["calls"] if c.get("action") == "warn"]
+    assert [c["kind"] for c in hold_timer["calls"]] == ["expire"]  # one slot, no warn slot
     assert publish(admitted(stream_records(svc))) == {"batchItemFailures": []}
     got = [e["detail-type"] for e in bus["received"]() if e["detail"].get("reservationId") == res.reservation_id]
     assert got == ["ReservationExpired"]
@@ -220,10 +219,11 @@ def hold_stream_records(svc: Services) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("end", ["complete", "cancel"])
-def test_a_checkout_that_ends_early_has_its_hold_timer_stopped(
+def test_a_checkout_that_ends_early_is_left_alone_by_its_waking_slot(
     hold_timer: dict[str, Any], bus: dict[str, Any], monkeypatch: pytest.MonkeyPatch, end: str
 ) -> None:
-    monkeypatch.setenv("CHECKOUT_HOLD_SECONDS", "60")  # the timer would wait a minute (58 s to its warning)
+    monkeypatch.setenv("CHECKOUT_HOLD_SECONDS", "3")
+    monkeypatch.setenv("EXPIRING_NOTICE_SECONDS", "0")
     wiring.reset()
     svc = services()
     svc.stock.set("demo", "MUG", on_hand=10, low_stock_threshold=None, unlimited=False)
@@ -234,21 +234,25 @@ def test_a_checkout_that_ends_early_has_its_hold_timer_stopped(
     assert handler({"Records": hold_stream_records(svc)}, LambdaContext()) == {"batchItemFailures": []}
     sfn, arn = hold_timer["sfn"], hold_timer["arn"]
     (started,) = sfn.list_executions(stateMachineArn=arn)["executions"]
-    assert started["status"] == "RUNNING" and started["name"] == f"demo--{res.reservation_id}"
+    assert started["status"] == "RUNNING" and started["name"].startswith("expire-")
 
     if end == "complete":
         svc.checkouts.complete("demo", view.checkout.checkout_id, "pay-1")
     else:
         svc.checkouts.cancel("demo", view.checkout.checkout_id, "cancelled")
-    # The real stream so far, through the hold stream's filter: the hold's INSERT again (a replay
-    # is harmless) and its MODIFY from ACTIVE to CONFIRMED / RELEASED.
+    # The real stream so far, through the hold stream's filter: the hold's INSERT again (a
+    # replay is harmless), and nothing for its end: no timer is ever stopped.
     records = hold_stream_records(svc)
-    assert [r["eventName"] for r in records] == ["INSERT", "MODIFY"]
-    assert records[1]["dynamodb"]["NewImage"]["status"]["S"] == ("CONFIRMED" if end == "complete" else "RELEASED")
+    assert [r["eventName"] for r in records] == ["INSERT"]
     assert handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
-    out = _finished(sfn, arn, timeout=10)
-    assert out["status"] == "ABORTED"
-    assert hold_timer["calls"] == []  # never woke: no warning, no expire call
+    before = svc.stock.get("demo", "MUG")
+    out = _finished(sfn, arn)
+    assert out["status"] == "SUCCEEDED" and json.loads(out["output"])["result"]["handled"] == 0
+    after = svc.stock.get("demo", "MUG")
+    assert (after.reserved, after.allocated, after.available) == (before.reserved, before.allocated, before.available)
+    assert svc.holds.get("demo", res.reservation_id).status is (
+        ReservationStatus.CONFIRMED if end == "complete" else ReservationStatus.RELEASED
+    )
     assert publish(admitted(stream_records(svc))) == {"batchItemFailures": []}
     got = [e["detail-type"] for e in bus["received"]() if e["detail"].get("reservationId") == res.reservation_id]
     assert got == (["OrderCreated"] if end == "complete" else [])

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -345,7 +346,7 @@ def test_the_schedule_survives_a_run_that_fails(tmp_path: Path) -> None:
     assert pool.environments_lost == 1 and schedule.fired >= 3
 
 
-def test_fifty_hold_timers_started_at_once_all_run(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fifty_slot_timers_started_at_once_all_run(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """moto's ASL parser keeps its query-language scope stack in a class attribute, and every
     execution parses its definition on a thread of its own. An execution whose parse found
     the stack non-empty (another parse under way) and read its top just after that other
@@ -387,17 +388,18 @@ def test_fifty_hold_timers_started_at_once_all_run(moto_server: MotoServer, monk
             self.ended: set[str] = set()
             self.lock = threading.Lock()
 
-        def invoke(self, event: dict[str, str]) -> Invocation:
+        def invoke(self, event: dict[str, Any]) -> Invocation:
             with self.lock:
-                self.ended.add(event["reservationId"])
+                self.ended.add(str(event["slot"]))
             return Invocation(
                 payload={
-                    "outcome": "EXPIRED",
-                    "expiresAt": None,
-                    "loop": 0,
-                    "wait": False,
-                    "soon": False,
-                    "warnAt": None,
+                    "handled": 1,
+                    "failed": 0,
+                    "pending": 0,
+                    "fanOut": False,
+                    "groups": [],
+                    "again": False,
+                    "loop": 1,
                 }
             )
 
@@ -410,7 +412,7 @@ def test_fifty_hold_timers_started_at_once_all_run(moto_server: MotoServer, monk
     try:
 
         def start(i: int) -> str:
-            timer_input = {"storeId": "s", "reservationId": f"h{i}", "expiresAt": "2020-01-01T00:00:00Z", "loop": 0}
+            timer_input = {"kind": "expire", "slot": i, "at": "2020-01-01T00:00:00Z", "loop": 0}
             return str(
                 sfn.start_execution(stateMachineArn=arn, name=f"h{i}{suffix}", input=json.dumps(timer_input))[
                     "executionArn"
@@ -429,7 +431,7 @@ def test_fifty_hold_timers_started_at_once_all_run(moto_server: MotoServer, monk
     finally:
         machines.stop()
     assert statuses() == ["SUCCEEDED"] * 50
-    assert expire.ended == {f"h{i}" for i in range(50)}
+    assert expire.ended == {str(i) for i in range(50)}
 
 
 def _gone(pid: int) -> bool:

@@ -16,6 +16,7 @@ from stockhold.domain.models import (
     ReservationStatus,
 )
 from stockhold.domain.rules import (
+    WARN_LOOKBACK_SECONDS,
     StockMove,
     active_purge_at,
     check_lines,
@@ -24,11 +25,14 @@ from stockhold.domain.rules import (
     effective_status,
     ended_purge_at,
     expiring_notice_at,
+    expiry_slot,
     hold_seconds,
     order_moves,
     release_moves,
     reserve_moves,
     short_lines,
+    warn_slot,
+    warn_window,
 )
 from stockhold.settings import Settings
 
@@ -144,3 +148,40 @@ def test_a_refusal_counts_the_replaced_holds_units_as_usable() -> None:
         {"sku": "A", "requested": 5, "available": 3},
         {"sku": "Z", "requested": 1, "available": 0},
     ]
+
+
+# --- slot timers (docs/expiry.md) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "now", "slot"),
+    [
+        (10_000_000, 9_000_000, 10_000),  # on a whole second: that second
+        (10_000_001, 9_000_000, 10_001),  # never before the deadline
+        (10_000_999, 9_000_000, 10_001),
+        (10_000_000, 9_999_000, 10_001),  # under a second away: the index gets a second to list it
+        (10_000_000, 10_500_000, 10_502),  # a late record or a deadline already past: a slot still to come
+    ],
+)
+def test_a_holds_expiry_slot_is_the_first_whole_second_at_its_deadline_and_never_imminent(
+    expires_at: int, now: int, slot: int
+) -> None:
+    assert expiry_slot(expires_at, now) == slot
+    assert slot * 1000 >= expires_at or slot * 1000 >= now + 1000
+
+
+def test_a_warn_slot_is_the_notices_second_or_none_when_that_is_now() -> None:
+    assert warn_slot(20_000_000, 10_000_000) == 20_000
+    assert warn_slot(10_002_000, 10_000_500) == 10_002
+    assert warn_slot(10_001_000, 10_000_500) is None  # next second: warn at once
+    assert warn_slot(9_000_000, 10_000_500) is None
+
+
+def test_warn_windows_of_consecutive_slots_tile_the_deadlines_twice_over() -> None:
+    """Each deadline falls in WARN_LOOKBACK_SECONDS consecutive warn slots' windows: one late
+    or lost wake-up misses no warning (the conditional warn writes once)."""
+    notice = 60
+    for deadline in range(95_000, 105_000, 37):  # epoch ms
+        covering = [s for s in range(20, 60) if warn_window(s, notice)[0] <= deadline <= warn_window(s, notice)[1]]
+        assert len(covering) == WARN_LOOKBACK_SECONDS, deadline
+        assert (deadline - notice * 1000) // 1000 == covering[0]  # its own notice second first

@@ -5,38 +5,12 @@ answered by the function pools through a ``before-call.lambda.Invoke`` hook."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from tools import lambda_hook, template
 from tools.local.functions import FunctionPool
 from tools.local.motoserver import ACCOUNT, ARN_ACCOUNT, REGION, MotoServer
-
-
-def stop_waits_for_start() -> None:
-    """Make moto's StopExecution stop an execution that has only just been started, as AWS does.
-
-    moto's interpreter runs each execution on a thread of its own, which sets the execution
-    up after StartExecution has returned; a StopExecution before that either fails
-    (AttributeError: no environment yet) or is lost (the program is not running yet, so
-    there is nothing to stop). The hold stream stops a hold's timer right after starting it
-    when the hold's INSERT and its end arrive in one batch. Here a stop waits (at most 2 s)
-    for the execution to be set up. Process-wide and idempotent, like moto's own state."""
-    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
-
-    if getattr(ExecutionWorker.stop, "waits_for_start", False):
-        return
-    original = ExecutionWorker.stop
-
-    def stop(self: Any, stop_date: Any, error: str | None, cause: str | None) -> None:
-        give_up = time.monotonic() + 2.0
-        while time.monotonic() < give_up and (self.env is None or self.env.program_state() is None):
-            time.sleep(0.005)
-        original(self, stop_date=stop_date, error=error, cause=cause)
-
-    stop.waits_for_start = True  # type: ignore[attr-defined]
-    ExecutionWorker.stop = stop  # type: ignore[method-assign]
 
 
 def scope_stack_per_parse() -> None:
@@ -107,7 +81,6 @@ class StateMachines:
             return {}
         self.endpoint = self._server.start()
         self._server.configure({"stepfunctions": {"execute_state_machine": True}})
-        stop_waits_for_start()
         scope_stack_per_parse()
         self._hook = lambda_hook.install(self._dispatch)
         client = self._server.client("stepfunctions")

@@ -31,6 +31,9 @@ class Settings(BaseModel):
     RECONCILE_QUIET_SECONDS: int = Field(default=300, ge=0)
     HOLD_TIMER_ARN: str = ""
     MAX_TIMER_LOOPS: int = Field(default=10, ge=1)
+    # Due holds one slot-timer invocation ends itself; a slot with more fans out over a Map
+    # of invocations of about this many each (docs/expiry.md, "Slot timers").
+    SLOT_GROUP_HOLDS: int = Field(default=250, ge=1, le=5000)
     CHECKOUT_HOLD_SECONDS: int = Field(default=300, ge=1)
     EXTEND_THRESHOLD_SECONDS: int = Field(default=120, ge=0)
     PAYMENT_HOLD_SECONDS: int = Field(default=900, ge=1)

@@ -30,6 +30,7 @@ from stockhold.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from stockhold.data.audit_store import AuditStore
+    from stockhold.data.hold_timer import SlotTimers
     from stockhold.data.repositories import (
         HoldRepository,
         LocationRepository,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from stockhold.usecases.orders import OrderService
     from stockhold.usecases.reconcile import Reconciler
     from stockhold.usecases.reserve import Reserving
+    from stockhold.usecases.slots import SlotSweeper
     from stockhold.usecases.sold_out import SoldOut
     from stockhold.usecases.stock import StockService
     from stockhold.usecases.tenancy import Tenancy
@@ -260,6 +262,24 @@ class Services:
         return Reconciler(
             self._sweep, self._stock_repo, self._holds_repo, self._unit, self.expiry, self.settings, self._clock
         )
+
+    @_once
+    def slots(self) -> SlotSweeper:
+        from stockhold.usecases.slots import SlotSweeper
+
+        return SlotSweeper(
+            self._sweep, self.expiry, self.settings, self._clock, group_budget=self.settings.SLOT_GROUP_HOLDS
+        )
+
+    @_once
+    def slot_timers(self) -> SlotTimers | None:
+        """Arms the hold timer's slots (None: HOLD_TIMER_ARN is empty, timers are off)."""
+        from stockhold.data.hold_timer import SlotTimers
+
+        arn = self.settings.HOLD_TIMER_ARN
+        if not arn:
+            return None
+        return SlotTimers(stepfunctions_client(), self.runner.client, self.settings.TABLE_NAME, arn, self._clock)
 
 
 def build(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -176,6 +177,15 @@ class OrderRepository:
         return order_from_item(item) if item else None
 
 
+@dataclass(frozen=True)
+class HoldRef:
+    """An active hold as the Sweep index lists it."""
+
+    store_id: str
+    reservation_id: str
+    expires_at: int
+
+
 class SweepIndex:
     """The sparse "Sweep" index: active holds by deadline, and stock cells, over shards."""
 
@@ -191,6 +201,22 @@ class SweepIndex:
                 "sweepPk = :p AND sweepSk < :t", {":p": f"HOLD#{shard}", ":t": f"{before_ms:015d}"}
             ),
         )
+
+    @staticmethod
+    def hold_shards() -> range:
+        return range(schema.HOLD_SHARDS)
+
+    def holds_by_deadline(self, shards: Sequence[int], from_ms: int, to_ms: int) -> dict[int, list[HoldRef]]:
+        """Active holds of ``shards`` with a deadline in [``from_ms``, ``to_ms``], by shard (a slot
+        timer's survey and its share of the work: docs/expiry.md). Eventually consistent."""
+        values = {":a": f"{max(from_ms, 0):015d}", ":b": f"{max(to_ms, 0):015d}"}
+
+        def query(shard: int) -> list[HoldRef]:
+            items = self._query("sweepPk = :p AND sweepSk BETWEEN :a AND :b", {":p": f"HOLD#{shard}", **values})
+            return [HoldRef(str(i["storeId"]), str(i["reservationId"]), int(i["sweepSk"])) for i in items]
+
+        with ThreadPoolExecutor(max_workers=self._parallel) as pool:
+            return {shard: holds for shard, holds in zip(shards, pool.map(query, shards), strict=True) if holds}
 
     def active_holds(self) -> list[Item]:
         return self._every_shard(schema.HOLD_SHARDS, lambda shard: self._query("sweepPk = :p", {":p": f"HOLD#{shard}"}))

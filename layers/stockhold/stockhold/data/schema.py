@@ -45,6 +45,7 @@ ALLOWANCE = "ALLOWANCE"
 APIKEY = "APIKEY"
 AUDIT = "AUDIT"
 EVENT_SENT = "EVENT_SENT"
+SLOT_TIMER = "SLOT_TIMER"
 ITEM_TYPES = (
     STOCK,
     RESERVATION,
@@ -59,10 +60,11 @@ ITEM_TYPES = (
     APIKEY,
     AUDIT,
     EVENT_SENT,
+    SLOT_TIMER,
 )
 AUDITED_TYPES = (RESERVATION, STOCK, CHECKOUT, ORDER)
 HOLD_STATUSES = tuple(s.value for s in ReservationStatus)
-TYPE, STATUS = "type", "status"
+TYPE, STATUS, EXPIRES_AT = "type", "status", "expiresAt"
 
 # A SKU's cells: one stock item per location, all under the SKU's partition key. The
 # ``default`` location's item (sort key ``STOCK#_``) is the SKU's head: it also carries the
@@ -148,6 +150,11 @@ def stock_sweep_keys(store_id: str, sku: str, location_id: str = DEFAULT_LOCATIO
     cell = "" if location_id == DEFAULT_LOCATION else f"#{location_id}"
     # Each cell on its own shard: a SKU's cells (its locations, later its shards) spread out.
     return {"sweepPk": f"STOCK#{_shard(store_id + sku + cell, CELL_SHARDS)}", "sweepSk": f"{store_id}#{sku}{cell}"}
+
+
+def slot_timer_key(kind: str, slot: int) -> dict[str, str]:
+    """The mark that a slot's timer (one second of deadlines, all stores) has been armed."""
+    return {"pk": f"TIMER#{kind}#{slot}", "sk": "TIMER"}
 
 
 def request_mark_key(store_id: str, key: str) -> dict[str, str]:

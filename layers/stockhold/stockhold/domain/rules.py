@@ -324,3 +324,36 @@ def short_lines(
                 }
             )
     return short
+
+
+# --- slot timers (docs/expiry.md): one timer per second of deadlines, not one per hold ------
+
+
+class SlotKind(StrEnum):
+    EXPIRE = "expire"  # ends every hold due by its second
+    WARN = "warn"  # warns the checkout holds whose notice falls in its second (ReservationExpiring)
+
+
+WARN_LOOKBACK_SECONDS = 2  # a warn slot also covers the second before its own: a late wake-up misses nothing
+
+
+def expiry_slot(expires_at_ms: int, now_ms: int) -> int:
+    """The second (epoch s) whose timer ends a hold due at ``expires_at_ms``: the first whole
+    second at or after the deadline, and never one less than a second away, so a late stream
+    record or an extension into the past still gets a timer that wakes, and the Sweep index
+    (eventually consistent) has a second to list the hold before its slot looks."""
+    return max(-(-expires_at_ms // 1000), now_ms // 1000 + 2)
+
+
+def warn_slot(warn_at_ms: int, now_ms: int) -> int | None:
+    """The second whose timer warns at ``warn_at_ms`` (a whole second, ``expiring_notice_at``),
+    or None when that second is this one or past: warn at once (late is better than never)."""
+    second = warn_at_ms // 1000
+    return second if second > now_ms // 1000 + 1 else None
+
+
+def warn_window(slot: int, notice_seconds: int) -> tuple[int, int]:
+    """The deadlines (epoch ms, both inclusive) a warn slot looks at: those whose notice second
+    is ``slot`` or one of the WARN_LOOKBACK_SECONDS - 1 before it."""
+    notice_ms = notice_seconds * 1000
+    return (slot - WARN_LOOKBACK_SECONDS + 1) * 1000 + notice_ms, (slot + 1) * 1000 + notice_ms - 1
