@@ -176,6 +176,22 @@ def test_a_hold_armed_for_a_slot_that_has_fired_is_ended_by_a_later_one(timer: d
     assert _stock() == (0, 0, ON_HAND)
 
 
+def test_a_stream_running_late_arms_each_slot_once_not_once_per_record(timer: dict[str, Any]) -> None:
+    """Records that arrive after their holds' deadlines all go to the slot 2 s ahead, and
+    the memory or the mark answers for all but the first: one StartExecution."""
+    holds = [_hold(1, cart=f"late-{i}", quantity=1) for i in range(6)]
+    time.sleep(1.1)
+    _start_of_a_second()  # every deadline is past when the records are handled
+    containers = [_timers(), _timers()]
+    armed = [
+        containers[i % 2].arm(SlotKind.EXPIRE, expiry_slot(res.expires_at, now_ms())) for i, res in enumerate(holds)
+    ]
+    (slot,) = {a.slot for a in armed}
+    assert sum(t.start_calls for t in containers) == 1
+    assert _settled(timer, slot)["status"] == "SUCCEEDED"
+    assert [_status(res) for res in holds] == ["EXPIRED"] * 6 and _stock() == (0, 0, ON_HAND)
+
+
 def test_an_extended_hold_moves_to_a_later_slot_and_expires_at_its_new_deadline(timer: dict[str, Any]) -> None:
     _start_of_a_second()
     res = _hold(1)

@@ -36,7 +36,11 @@ from stockhold.domain.models import timer_deadline
 from stockhold.domain.rules import SlotKind
 
 MARK_KEEP_SECONDS = 86400  # a slot's mark outlives its execution's longest run by far
-TRUST_MS = 2000  # a slot this far ahead cannot have fired: its mark or the memo is enough
+# A slot this far ahead cannot have fired (only a clock more than this far behind Step
+# Functions' could say otherwise): its mark or the memory is enough. The hold stream arms
+# no slot nearer than that (rules.expiry_slot, warn_slot), so a stream running late
+# still makes about one StartExecution per slot, not one per record.
+TRUST_MS = 1000
 MAX_HOPS = 5  # later slots tried when a slot (and the next ones) have fired already
 _MEMO_LIMIT = 4096  # slots a container remembers; older ones are forgotten first
 
