@@ -1,7 +1,7 @@
 """The hold stream: the lives of holds, from the table's stream (docs/expiry.md).
 
 One of the stream's two readers (docs/decisions.md, "Two readers per stream shard").
-Its FilterCriteria admit three kinds of record, each handled by its own small function:
+Its FilterCriteria admit three kinds of record:
 
 * INSERT of an ACTIVE reservation: arm the hold timer's slot of its deadline (one
   execution per second of deadlines, shared by every hold of that second); a checkout's
@@ -12,6 +12,8 @@ Its FilterCriteria admit three kinds of record, each handled by its own small fu
 * REMOVE by the TTL service of an ACTIVE reservation (the TTL backstop): return its units
   and put it back EXPIRED in one transaction, a no-op when delivered again.
 
+Slots are armed for the whole batch first (``arm_batch``: one arming per slot with the
+hold shards of its holds), then each record is handled by its own small function.
 A hold confirmed or released needs nothing here: it leaves the Sweep index, and its
 slot finds nothing to do for it. With HOLD_TIMER_ARN empty, no slot is armed (a warning
 is logged).
@@ -29,9 +31,18 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stockhold import actor
-from stockhold.data.schema import EXPIRES_AT, RESERVATION, STATUS, TYPE, from_av, reservation_from_item, stream_change
+from stockhold.data.schema import (
+    EXPIRES_AT,
+    RESERVATION,
+    STATUS,
+    TYPE,
+    from_av,
+    hold_sweep_keys,
+    reservation_from_item,
+    stream_change,
+)
 from stockhold.domain.ids import now_ms
-from stockhold.domain.models import ReservationStatus
+from stockhold.domain.models import Reservation, ReservationStatus
 from stockhold.domain.rules import SlotKind, expiry_slot, warn_slot
 from stockhold.observability import count, logger, metrics, tracer
 from stockhold.wiring import services
@@ -60,26 +71,61 @@ def change_of(raw: Mapping[str, Any]) -> Change | None:
     return None
 
 
-def arm_slots(record: DynamoDBRecord) -> None:
-    """Arm the slots that end (and, for a checkout's hold, warn of) the hold at its deadline."""
-    res = reservation_from_item(from_av(record.raw_event["dynamodb"]["NewImage"]))
-    svc = services()
-    timers = svc.slot_timers
-    if timers is None:
-        logger.warning("HOLD_TIMER_ARN is empty: hold timers are off", reservation_id=res.reservation_id)
-        return
+def hold_shard(image: Mapping[str, Any], reservation_id: str, expires_at: int) -> int:
+    """The Sweep index's hold shard the hold is listed in (its item says; else its key rule)."""
+    sweep = str(image.get("sweepPk") or hold_sweep_keys(reservation_id, expires_at)["sweepPk"])
+    return int(sweep.split("#", 1)[1])
+
+
+def slots_of(res: Reservation, now: int) -> list[tuple[SlotKind, int]]:
+    """The slots that end (and, for a checkout's hold, warn of) the hold at its deadline."""
+    slots = [(SlotKind.EXPIRE, expiry_slot(res.expires_at, now))]
+    warn_at = services().expiry.expiring_notice_at(res)
+    slot = warn_slot(warn_at, now) if warn_at is not None else None
+    if slot is not None:
+        slots.append((SlotKind.WARN, slot))
+    return slots
+
+
+def arm_batch(records: list[dict[str, Any]]) -> None:
+    """Arm every slot the batch's new and extended holds need, once per slot, with the hold
+    shards of its holds (what the slot's survey will read). Before the records are handled
+    one by one: an error here fails the batch (retried, halved), and arming again is
+    harmless. A record it cannot read is left to its own handler to report."""
     now = now_ms()
-    if timers.arm(SlotKind.EXPIRE, expiry_slot(res.expires_at, now)).started:
-        count("SlotTimersStarted")
-    warn_at = svc.expiry.expiring_notice_at(res)
-    if warn_at is None:
+    wanted: dict[tuple[SlotKind, int], set[int]] = {}
+    for raw in records:
+        try:
+            if change_of(raw) not in (Change.NEW_HOLD, Change.EXTENDED):
+                continue
+            image = from_av(raw["dynamodb"]["NewImage"])
+            res = reservation_from_item(image)
+            shard = hold_shard(image, res.reservation_id, res.expires_at)
+        except Exception:  # its handler raises the same and reports the record
+            logger.exception("hold stream record unreadable", event_id=raw.get("eventID"))
+            continue
+        for kind_slot in slots_of(res, now):
+            wanted.setdefault(kind_slot, set()).add(shard)
+    if not wanted:
         return
-    slot = warn_slot(warn_at, now)
-    if slot is None:  # inside the notice already: late is better than never
+    timers = services().slot_timers
+    if timers is None:
+        logger.warning("HOLD_TIMER_ARN is empty: hold timers are off", slots=len(wanted))
+        return
+    for (kind, slot), shards in sorted(wanted.items()):
+        if timers.arm(kind, slot, shards).started:
+            count("SlotTimersStarted")
+
+
+def warn_if_due(record: DynamoDBRecord) -> None:
+    """A checkout's hold already inside its notice (a short hold, a stream running late) is
+    warned at once: late is better than never. Its slots were armed for the whole batch."""
+    res = reservation_from_item(from_av(record.raw_event["dynamodb"]["NewImage"]))
+    expiry = services().expiry
+    warn_at = expiry.expiring_notice_at(res)
+    if warn_at is not None and warn_slot(warn_at, now_ms()) is None:
         with actor.acting_as(actor.TIMER):
-            svc.expiry.warn_expiring(res.store_id, res.reservation_id)
-    elif timers.arm(SlotKind.WARN, slot).started:
-        count("SlotTimersStarted")
+            expiry.warn_expiring(res.store_id, res.reservation_id)
 
 
 def release_deleted_hold(record: DynamoDBRecord) -> None:
@@ -91,8 +137,8 @@ def release_deleted_hold(record: DynamoDBRecord) -> None:
 
 
 HANDLERS: dict[Change, Callable[[DynamoDBRecord], None]] = {
-    Change.NEW_HOLD: arm_slots,
-    Change.EXTENDED: arm_slots,
+    Change.NEW_HOLD: warn_if_due,
+    Change.EXTENDED: warn_if_due,
     Change.TTL_DELETED: release_deleted_hold,
 }
 
@@ -109,4 +155,5 @@ def handle(record: DynamoDBRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    arm_batch(event.get("Records") or [])
     return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)

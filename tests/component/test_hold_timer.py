@@ -16,8 +16,9 @@ import pytest
 from moto import mock_aws
 
 from stockhold import wiring
-from stockhold.data.hold_timer import Armed, SlotTimers, execution_name
-from stockhold.data.schema import reservation_key, to_av
+from stockhold.data import schema
+from stockhold.data.hold_timer import Armed, SlotMarks, SlotTimers, execution_name
+from stockhold.data.schema import hold_sweep_keys, reservation_key, to_av
 from stockhold.domain.ids import now_ms
 from stockhold.domain.models import Line
 from stockhold.domain.rules import SlotKind, expiry_slot
@@ -98,7 +99,12 @@ def _timers() -> SlotTimers:
 
 def _arm(res: Any, timers: SlotTimers | None = None) -> Armed:
     """Arm the expire slot of a hold's deadline, as the hold stream does."""
-    return (timers or _timers()).arm(SlotKind.EXPIRE, expiry_slot(res.expires_at, now_ms()))
+    return (timers or _timers()).arm(SlotKind.EXPIRE, expiry_slot(res.expires_at, now_ms()), [_shard(res)])
+
+
+def _shard(res: Any) -> int:
+    """The Sweep index's hold shard the hold is listed in (what the hold stream arms with)."""
+    return int(hold_sweep_keys(res.reservation_id, res.expires_at)["sweepPk"].split("#")[1])
 
 
 def _slot_arn(timer: dict[str, Any], slot: int, kind: SlotKind = SlotKind.EXPIRE) -> str:
@@ -164,11 +170,11 @@ def test_a_hold_joins_a_slot_that_is_already_running(timer: dict[str, Any]) -> N
 def test_a_hold_armed_for_a_slot_that_has_fired_is_ended_by_a_later_one(timer: dict[str, Any]) -> None:
     """A late stream record or a clock behind Step Functions' asks for a slot that is over."""
     fired = now_ms() // 1000 + 1
-    assert _timers().arm(SlotKind.EXPIRE, fired) == Armed(fired, started=True)
+    assert _timers().arm(SlotKind.EXPIRE, fired, [0]) == Armed(fired, started=True)
     assert _settled(timer, fired)["status"] == "SUCCEEDED"  # nothing was due in it
     res = _hold(1)
     timers = _timers()
-    later = timers.arm(SlotKind.EXPIRE, fired).slot
+    later = timers.arm(SlotKind.EXPIRE, fired, [_shard(res)]).slot
     assert later > fired and timers.start_calls >= 2  # refused, then the next slot
     assert _settled(timer, later)["status"] == "SUCCEEDED"
     ended = services().holds.get("demo", res.reservation_id)
@@ -184,7 +190,8 @@ def test_a_stream_running_late_arms_each_slot_once_not_once_per_record(timer: di
     _start_of_a_second()  # every deadline is past when the records are handled
     containers = [_timers(), _timers()]
     armed = [
-        containers[i % 2].arm(SlotKind.EXPIRE, expiry_slot(res.expires_at, now_ms())) for i, res in enumerate(holds)
+        containers[i % 2].arm(SlotKind.EXPIRE, expiry_slot(res.expires_at, now_ms()), [_shard(res)])
+        for i, res in enumerate(holds)
     ]
     (slot,) = {a.slot for a in armed}
     assert sum(t.start_calls for t in containers) == 1
@@ -217,7 +224,7 @@ def test_containers_arming_one_slot_at_once_start_one_execution(timer: dict[str,
 
     def arm(timers: SlotTimers) -> None:
         gate.wait()
-        answers.append(timers.arm(SlotKind.EXPIRE, slot))
+        answers.append(timers.arm(SlotKind.EXPIRE, slot, [_shard(res)]))
 
     threads = [threading.Thread(target=arm, args=(t,)) for t in containers]
     for t in threads:
@@ -227,7 +234,7 @@ def test_containers_arming_one_slot_at_once_start_one_execution(timer: dict[str,
     assert {a.slot for a in answers} == {slot} and any(a.started for a in answers)
     assert _executions(timer) == [execution_name(SlotKind.EXPIRE, slot)]
     second_wave = [_timers() for _ in range(8)]
-    assert [t.arm(SlotKind.EXPIRE, slot) for t in second_wave] == [Armed(slot, started=False)] * 8
+    assert [t.arm(SlotKind.EXPIRE, slot, [_shard(res)]) for t in second_wave] == [Armed(slot, started=False)] * 8
     assert sum(t.start_calls for t in second_wave) == 0  # the mark answers: no Step Functions call
     assert _settled(timer, slot)["status"] == "SUCCEEDED" and _status(res) == "EXPIRED"
 
@@ -357,3 +364,48 @@ def test_without_a_hold_timer_arn_no_slot_is_armed(timer: dict[str, Any], monkey
     res = _hold(60)
     assert _hold_stream([_record("INSERT", None, _item(res), 1)]) == {"batchItemFailures": []}
     assert _executions(timer) == []
+
+
+def _queries_of(work: Any) -> int:
+    """Sweep index Queries made by ``work()``, on the services' DynamoDB client."""
+    seen: list[str] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        if params.get("IndexName") == "Sweep":
+            seen.append(params["ExpressionAttributeValues"][":p"]["S"])
+
+    events = services().runner.client.meta.events
+    events.register("provide-client-params.dynamodb.Query", note)
+    try:
+        work()
+    finally:
+        events.unregister("provide-client-params.dynamodb.Query", note)
+    return len(seen)
+
+
+def test_a_slots_survey_reads_only_the_hold_shards_its_holds_were_armed_with(timer: dict[str, Any]) -> None:
+    res = _hold(1)
+    svc = services()
+    slot = expiry_slot(res.expires_at, now_ms())
+    # The mark as the hold stream leaves it (no execution here: the survey is called directly).
+    SlotMarks(svc.runner.client, svc.settings.TABLE_NAME).record(SlotKind.EXPIRE, slot, [_shard(res)])
+    time.sleep(max(0.0, slot - now_ms() / 1000) + 0.1)
+    assert _queries_of(lambda: svc.slots.survey(SlotKind.EXPIRE, slot)) == 1  # one shard, not every one
+    assert _status(res) == "EXPIRED"
+    # A slot nobody armed through the hold stream (no mark) looks at every shard.
+    assert _queries_of(lambda: svc.slots.survey(SlotKind.EXPIRE, slot + 100)) == schema.HOLD_SHARDS
+
+
+def test_the_hold_stream_arms_a_slot_once_per_batch_with_every_shard_of_its_holds(timer: dict[str, Any]) -> None:
+    _start_of_a_second()
+    holds = [_hold(2, cart=f"b{i}", quantity=1) for i in range(6)]
+    records = [_record("INSERT", None, _item(res), i + 1) for i, res in enumerate(holds)]
+    assert _hold_stream(records) == {"batchItemFailures": []}
+    timers = services().slot_timers
+    assert timers is not None and (timers.recorded, timers.start_calls) == (1, 1)
+    (name,) = _executions(timer)
+    slot = int(name.split("-")[1])
+    marks = SlotMarks(services().runner.client, services().settings.TABLE_NAME)
+    assert marks.shards(SlotKind.EXPIRE, slot) == sorted({_shard(res) for res in holds})
+    assert _settled(timer, slot)["status"] == "SUCCEEDED"
+    assert [_status(res) for res in holds] == ["EXPIRED"] * 6

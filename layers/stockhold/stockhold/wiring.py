@@ -265,10 +265,17 @@ class Services:
 
     @_once
     def slots(self) -> SlotSweeper:
+        from stockhold.data.hold_timer import SlotMarks
         from stockhold.usecases.slots import SlotSweeper
 
+        marks = SlotMarks(self.runner.client, self.settings.TABLE_NAME, self._clock)
         return SlotSweeper(
-            self._sweep, self.expiry, self.settings, self._clock, group_budget=self.settings.SLOT_GROUP_HOLDS
+            self._sweep,
+            self.expiry,
+            self.settings,
+            self._clock,
+            shards_of=marks.shards,
+            group_budget=self.settings.SLOT_GROUP_HOLDS,
         )
 
     @_once

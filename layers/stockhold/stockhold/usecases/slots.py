@@ -5,7 +5,8 @@ own slot fired before its stream record arrived, or that was extended into a sec
 already past, is ended by the next slot that wakes. A *warn* slot warns the checkout
 holds whose ``ReservationExpiring`` notice falls in its second (and the one before).
 
-Both go through the Sweep index's hold shards, and every hold through the same
+Both go through the Sweep index's hold shards (those the slot's mark lists: the shards
+its holds were armed with; all of them without a mark), and every hold through the same
 conditional expire (or warn) as every other path, so a hold ended twice over, by two
 slots or a slot and a request, is ended once. A hold confirmed or released has left the
 index: its slot never sees it.
@@ -67,10 +68,13 @@ class SlotSweeper:
         settings: Settings,
         clock: Clock = now_ms,
         *,
+        shards_of: Callable[[SlotKind, int], list[int] | None] | None = None,
         parallel: int | None = None,
         group_budget: int = GROUP_BUDGET,
     ) -> None:
         self._index = index
+        # The hold shards a slot's holds are in (its mark: data.hold_timer.SlotMarks), or None for all.
+        self._shards_of = shards_of or (lambda kind, slot: None)
         self._expiry = expiry
         self._settings = settings
         self._clock = clock
@@ -80,7 +84,8 @@ class SlotSweeper:
     def survey(self, kind: SlotKind, slot: int, loop: int = 0) -> Survey:
         """Look at every hold shard: do the slot's work here when it is small, else plan groups."""
         now = self._clock()
-        work, pending = self._work(kind, slot, self._index.hold_shards(), now)
+        shards = self._shards_of(kind, slot)
+        work, pending = self._work(kind, slot, self._index.hold_shards() if shards is None else shards, now)
         total = sum(len(holds) for holds in work.values())
         last = loop + 1 >= self._settings.MAX_TIMER_LOOPS
         if total > self._budget and not last:
