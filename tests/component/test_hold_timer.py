@@ -168,11 +168,16 @@ def test_a_hold_joins_a_slot_that_is_already_running(timer: dict[str, Any]) -> N
 
 
 def test_a_hold_armed_for_a_slot_that_has_fired_is_ended_by_a_later_one(timer: dict[str, Any]) -> None:
-    """A late stream record or a clock behind Step Functions' asks for a slot that is over."""
-    fired = now_ms() // 1000 + 1
-    assert _timers().arm(SlotKind.EXPIRE, fired, [0]) == Armed(fired, started=True)
-    assert _settled(timer, fired)["status"] == "SUCCEEDED"  # nothing was due in it
+    """A late stream record, or a clock behind Step Functions', arms a slot that is over:
+    its execution ran (and did not look at this hold's shard) before the hold was armed."""
+    _start_of_a_second()
     res = _hold(1)
+    fired = expiry_slot(res.expires_at, now_ms())
+    other_shard = (_shard(res) + 1) % schema.HOLD_SHARDS
+    assert _timers().arm(SlotKind.EXPIRE, fired, [other_shard]) == Armed(fired, started=True)
+    out = _settled(timer, fired)
+    assert out["status"] == "SUCCEEDED" and json.loads(out["output"])["result"]["handled"] == 0
+    assert _status(res) == "ACTIVE"  # due, but its slot never looked at its shard
     timers = _timers()
     later = timers.arm(SlotKind.EXPIRE, fired, [_shard(res)]).slot
     assert later > fired and timers.start_calls >= 2  # refused, then the next slot

@@ -161,6 +161,27 @@ def event_source(function: str, event: str) -> StreamSource:
     return StreamSource(function=_NoFunction(), streams_client=None, stream_arn="", properties=props)  # type: ignore[arg-type]
 
 
+def hold_timer_on(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
+    """The hold timer's real ASL as a state machine of the moto server, run by its
+    interpreter, with the services' HOLD_TIMER_ARN and Step Functions endpoint set to it:
+    (its client, its ARN). Lambda tasks go to whatever ``tools.lambda_hook`` dispatches."""
+    # Per test: moto's state is process-wide, and other tests' mock_aws may have reset it.
+    server.configure({"stepfunctions": {"execute_state_machine": True}})
+    sfn = server.client("stepfunctions")
+    asl = (template.ROOT / "statemachine/hold_timer.asl.json").read_text()
+    asl = asl.replace("${ExpireFunctionArn}", "arn:aws:lambda:us-east-1:000000000000:function:ExpireFunction")
+    arn = sfn.create_state_machine(
+        name=f"HoldTimer-{uuid.uuid4().hex[:8]}",
+        definition=asl,
+        roleArn="arn:aws:iam::000000000000:role/timer",
+        type="STANDARD",
+    )["stateMachineArn"]
+    monkeypatch.setenv("HOLD_TIMER_ARN", arn)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", server.endpoint)
+    wiring.reset()
+    return sfn, arn
+
+
 def hold_stream_source() -> StreamSource:
     return event_source("HoldStreamFunction", "HoldChanges")
 

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from stockhold import wiring
 from stockhold.domain.errors import StockholdError
 from stockhold.domain.ids import now_ms
 from stockhold.domain.models import Line, ReservationStatus
 from stockhold.wiring import Services, services
 from tests.helpers import load_function
-from tests.integration.conftest import assert_invariants, hold_stream_source, race, stream_records
-from tools import lambda_hook, template
+from tests.integration.conftest import assert_invariants, hold_stream_source, hold_timer_on, race, stream_records
+from tools import lambda_hook
 from tools.local.context import LambdaContext
 from tools.local.motoserver import MotoServer
 
@@ -38,19 +36,7 @@ def slots(local: Services, moto_server: MotoServer, monkeypatch: pytest.MonkeyPa
     in-process, on DynamoDB Local. ``lose`` group answers are lost after the group ran."""
     monkeypatch.setenv("MIN_HOLD_SECONDS", "1")
     monkeypatch.setenv("SLOT_GROUP_HOLDS", "5")  # 32 holds over 8 hold shards: several groups
-    moto_server.configure({"stepfunctions": {"execute_state_machine": True}})
-    sfn = moto_server.client("stepfunctions")
-    asl = (template.ROOT / "statemachine/hold_timer.asl.json").read_text()
-    asl = asl.replace("${ExpireFunctionArn}", "arn:aws:lambda:us-east-1:000000000000:function:ExpireFunction")
-    arn = sfn.create_state_machine(
-        name=f"HoldTimer-{uuid.uuid4().hex[:8]}",
-        definition=asl,
-        roleArn="arn:aws:iam::000000000000:role/timer",
-        type="STANDARD",
-    )["stateMachineArn"]
-    monkeypatch.setenv("HOLD_TIMER_ARN", arn)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", moto_server.endpoint)
-    wiring.reset()
+    sfn, arn = hold_timer_on(moto_server, monkeypatch)
     expire = load_function("expire").lambda_handler
     calls: list[dict[str, Any]] = []
     lost: set[str] = set()

@@ -20,6 +20,7 @@ cells are written by one transaction as always.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from stockhold.usecases.expiry import Expiry
 
 GROUP_BUDGET = 250  # holds per invocation when a slot fans out (each: a read and a transaction); SLOT_GROUP_HOLDS
 PARALLEL = 16  # holds ended at once by one invocation
+EARLY_WAKE_MS = 1500  # a survey this close before its second waits for it in the function
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,9 @@ class SlotSweeper:
         shards_of: Callable[[SlotKind, int], list[int] | None] | None = None,
         parallel: int | None = None,
         group_budget: int = GROUP_BUDGET,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._sleep = sleep
         self._index = index
         # The hold shards a slot's holds are in (its mark: data.hold_timer.SlotMarks), or None for all.
         self._shards_of = shards_of or (lambda kind, slot: None)
@@ -82,10 +86,18 @@ class SlotSweeper:
         self._budget = group_budget
 
     def survey(self, kind: SlotKind, slot: int, loop: int = 0) -> Survey:
-        """Look at every hold shard: do the slot's work here when it is small, else plan groups."""
+        """Look at the slot's hold shards: do its work here when it is small, else plan groups."""
         now = self._clock()
-        shards = self._shards_of(kind, slot)
-        work, pending = self._work(kind, slot, self._index.hold_shards() if shards is None else shards, now)
+        marked = self._shards_of(kind, slot)
+        shards = self._index.hold_shards() if marked is None else marked
+        work, pending = self._work(kind, slot, shards, now)
+        early = slot * 1000 - now
+        if pending and 0 < early <= EARLY_WAKE_MS:
+            # Woke a moment before the slot's second (a Wait's whole seconds, clocks apart): wait
+            # here for it, rather than a whole second in the state machine.
+            self._sleep(early / 1000)
+            now = self._clock()
+            work, pending = self._work(kind, slot, shards, now)
         total = sum(len(holds) for holds in work.values())
         last = loop + 1 >= self._settings.MAX_TIMER_LOOPS
         if total > self._budget and not last:
