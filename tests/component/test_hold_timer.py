@@ -22,6 +22,7 @@ from stockhold.data.schema import hold_sweep_keys, reservation_key, to_av
 from stockhold.domain.ids import now_ms
 from stockhold.domain.models import Line
 from stockhold.domain.rules import SlotKind, expiry_slot
+from stockhold.usecases.slots import ROTATING_SHARDS
 from stockhold.wiring import services
 from tests.helpers import load_function
 from tools import lambda_hook
@@ -167,13 +168,21 @@ def test_a_hold_joins_a_slot_that_is_already_running(timer: dict[str, Any]) -> N
     assert _executions(timer) == [execution_name(SlotKind.EXPIRE, slot)]
 
 
-def test_a_hold_armed_for_a_slot_that_has_fired_is_ended_by_a_later_one(timer: dict[str, Any]) -> None:
+def test_a_hold_armed_for_a_slot_that_has_fired_is_ended_by_a_later_one(
+    timer: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A late stream record, or a clock behind Step Functions', arms a slot that is over:
     its execution ran (and did not look at this hold's shard) before the hold was armed."""
+    monkeypatch.setattr(schema, "HOLD_SHARDS", 64)
     _start_of_a_second()
-    res = _hold(1)
-    fired = expiry_slot(res.expires_at, now_ms())
-    other_shard = (_shard(res) + 1) % schema.HOLD_SHARDS
+    for n in range(20):  # a hold whose shard is not among those the slot reads in turn
+        res = _hold(1, cart=f"c{n}", quantity=1)
+        fired = expiry_slot(res.expires_at, now_ms())
+        turn = {(fired * ROTATING_SHARDS + i) % 64 for i in range(ROTATING_SHARDS)}
+        if _shard(res) not in turn and (_shard(res) + 1) % 64 not in turn:
+            break
+        services().holds.release("demo", res.reservation_id, "cancelled")
+    other_shard = (_shard(res) + 1) % 64
     assert _timers().arm(SlotKind.EXPIRE, fired, [other_shard]) == Armed(fired, started=True)
     out = _settled(timer, fired)
     assert out["status"] == "SUCCEEDED" and json.loads(out["output"])["result"]["handled"] == 0
@@ -388,14 +397,18 @@ def _queries_of(work: Any) -> int:
     return len(seen)
 
 
-def test_a_slots_survey_reads_only_the_hold_shards_its_holds_were_armed_with(timer: dict[str, Any]) -> None:
+def test_a_slots_survey_reads_only_the_hold_shards_its_holds_were_armed_with(
+    timer: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schema, "HOLD_SHARDS", 64)  # more than a survey reads besides its mark's
     res = _hold(1)
     svc = services()
     slot = expiry_slot(res.expires_at, now_ms())
     # The mark as the hold stream leaves it (no execution here: the survey is called directly).
     SlotMarks(svc.runner.client, svc.settings.TABLE_NAME).record(SlotKind.EXPIRE, slot, [_shard(res)])
     time.sleep(max(0.0, slot - now_ms() / 1000) + 0.1)
-    assert _queries_of(lambda: svc.slots.survey(SlotKind.EXPIRE, slot)) == 1  # one shard, not every one
+    # Its hold's shard and the few that take their turn this second, not all 64.
+    assert _queries_of(lambda: svc.slots.survey(SlotKind.EXPIRE, slot)) <= 1 + ROTATING_SHARDS
     assert _status(res) == "EXPIRED"
     # A slot nobody armed through the hold stream (no mark) looks at every shard.
     assert _queries_of(lambda: svc.slots.survey(SlotKind.EXPIRE, slot + 100)) == schema.HOLD_SHARDS

@@ -36,6 +36,7 @@ from stockhold.usecases.expiry import Expiry
 GROUP_BUDGET = 250  # holds per invocation when a slot fans out (each: a read and a transaction); SLOT_GROUP_HOLDS
 PARALLEL = 16  # holds ended at once by one invocation
 EARLY_WAKE_MS = 1500  # a survey this close before its second waits for it in the function
+ROTATING_SHARDS = 8  # hold shards a survey reads besides its mark's (see _rotation)
 
 
 @dataclass(frozen=True)
@@ -88,16 +89,16 @@ class SlotSweeper:
     def survey(self, kind: SlotKind, slot: int, loop: int = 0) -> Survey:
         """Look at the slot's hold shards: do its work here when it is small, else plan groups."""
         now = self._clock()
-        marked = self._shards_of(kind, slot)
-        shards = self._index.hold_shards() if marked is None else marked
-        work, pending = self._work(kind, slot, shards, now)
         early = slot * 1000 - now
-        if pending and 0 < early <= EARLY_WAKE_MS:
+        if 0 < early <= EARLY_WAKE_MS:
             # Woke a moment before the slot's second (a Wait's whole seconds, clocks apart): wait
-            # here for it, rather than a whole second in the state machine.
+            # here for it, rather than a whole second in the state machine, and only then read
+            # the mark, so that every arming at least TRUST_MS ahead of the second is in it.
             self._sleep(early / 1000)
             now = self._clock()
-            work, pending = self._work(kind, slot, shards, now)
+        marked = self._shards_of(kind, slot)
+        shards = self._index.hold_shards() if marked is None else sorted({*marked, *self._rotation(slot)})
+        work, pending = self._work(kind, slot, shards, now)
         total = sum(len(holds) for holds in work.values())
         last = loop + 1 >= self._settings.MAX_TIMER_LOOPS
         if total > self._budget and not last:
@@ -123,6 +124,15 @@ class SlotSweeper:
         return handled
 
     # ----- inside
+
+    def _rotation(self, slot: int) -> list[int]:
+        """ROTATING_SHARDS more shards than the mark lists, a different few each second: every
+        shard is looked at once in HOLD_SHARDS / ROTATING_SHARDS consecutive slots, so a hold
+        whose shard never reached a mark (no cause known, but cheap to cover) waits seconds,
+        not reconciliation's minutes."""
+        every = list(self._index.hold_shards())
+        start = slot * ROTATING_SHARDS % len(every)
+        return [every[(start + i) % len(every)] for i in range(min(ROTATING_SHARDS, len(every)))]
 
     def _work(self, kind: SlotKind, slot: int, shards: Iterable[int], now: int) -> tuple[dict[int, list[HoldRef]], int]:
         """The holds to act on, by shard, and how many of the slot's own are not due yet."""
