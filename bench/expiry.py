@@ -1,9 +1,10 @@
 """Section 'expiry': holds that end by themselves (docs/expiry.md) - how late after its deadline a hold's units are back.
 
-Runs, each a child process with its own stack (bench.stack), 200 holds each over HTTP (1 unit of one of 4 fresh SKUs,
-a fresh cart each, holdSeconds 2, 3, 4, 5 in turn), then left alone: "timer" (MIN_HOLD_SECONDS=1: the hold timer, with
-the holds made 5/s, and once in a burst) and "TTL only" (no timers: DynamoDB Local's TTL job and the TTL backstop;
-it takes minutes, so it starts first and the timer runs follow once it has made its holds). A hold's lag is
+Runs, each a child process with its own stack (bench.stack), holds over HTTP (1 unit of one of 4 fresh SKUs, a fresh
+cart each, holdSeconds in turn), then left alone: "timer" (MIN_HOLD_SECONDS=1: the slot timers, 200 holds of 2-5 s
+made 5/s), "burst" (1,000 holds made as fast as the clients go, 10-13 s each: issue 13's burst, many holds per slot)
+and "TTL only" (no timers: DynamoDB Local's TTL job and the TTL backstop; it takes minutes, so it starts first and
+the timer runs follow once it has made its holds). A hold's lag is
 ``endedAt - expiresAt`` of its item, read straight from DynamoDB Local. Notes [1]-[5]: docs/bench.md.
 """
 
@@ -27,23 +28,28 @@ from bench.stack import Execution, Invocations, Stack, task_states, transitions
 
 TITLE = "holds that end by themselves"
 HOLDS, HOLD_SECONDS, SKUS, ON_HAND = 200, (2, 3, 4, 5), 4, 1000
+BURST_HOLDS, BURST_SECONDS = 1000, (10, 11, 12, 13)  # long enough that the burst is made before its first deadline
 CONCURRENCY = CLIENTS = 8  # workers per function; HTTP client threads making the holds
 PACED_RATE, POLL_SECONDS = 5.0, 0.5  # holds per second in the paced run; reading the items
 TIMER_TIMEOUT, TTL_TIMEOUT = 60.0, 200.0  # give up this long after the last deadline
 TIMER_TARGET_MS = 2000
-NO_LOOP = (
-    5  # transitions of a timer that does not wake early: WarnFirst, WaitForDeadline, ExpireIfDue, StillHeld, Ended
-)
+NO_LOOP = 4  # transitions of a slot that does not wake early: WaitForSlot, Survey, WhatNext, Done
 TIMER = {"MIN_HOLD_SECONDS": "1"}
-PLANS = {  # label, overrides, holds per second (0: as fast as the clients go)
-    "timer": (f"timer, holds made {PACED_RATE:g}/s", TIMER, PACED_RATE),
-    "burst": ("timer, holds made in a burst", TIMER, 0.0),
-    "ttl": ("TTL only (no timer) [3]", {**TIMER, "TTL_GRACE_SECONDS": "0", "HOLD_TIMER_ARN": ""}, 0.0),
+PLANS = {  # label, overrides, holds per second (0: as fast as the clients go), holds, their holdSeconds
+    "timer": (f"timer, holds made {PACED_RATE:g}/s", TIMER, PACED_RATE, HOLDS, HOLD_SECONDS),
+    "burst": (f"timer, a burst of {BURST_HOLDS:,} holds", TIMER, 0.0, BURST_HOLDS, BURST_SECONDS),
+    "ttl": (
+        "TTL only (no timer) [3]",
+        {**TIMER, "TTL_GRACE_SECONDS": "0", "HOLD_TIMER_ARN": ""},
+        0.0,
+        HOLDS,
+        HOLD_SECONDS,
+    ),
 }
 STEP_LABELS = {
-    "start": "hold made -> its execution started (stream, hold stream)",
-    "wake": "deadline -> WaitForDeadline left (< 0: woke early)",
-    "task": "last ExpireIfDue scheduled -> endedAt",
+    "start": "hold made -> its slot's execution started (first hold of the slot)",
+    "wake": "deadline -> its slot's WaitForSlot left (< 0: woke early)",
+    "task": "WaitForSlot left -> endedAt (survey, or a Map group)",
     "expire": "expire function: handler time in the worker",
     "expire_wall": "expire function: submit -> answer (+ queue, IPC)",
     "starter": "hold-stream batch: handler time in the worker",
@@ -103,16 +109,14 @@ def _poll_until_ended(stack: Stack, holds: list[Hold], give_up: float, name: str
         time.sleep(POLL_SECONDS)
 
 
-def _hold(skus: list[str], tag: str, client: harness.Http, n: int) -> tuple[int, Any]:
+def _hold(skus: list[str], tag: str, seconds: tuple[int, ...], client: harness.Http, n: int) -> tuple[int, Any]:
     body = {"cartId": f"bench-expiry-{tag}-{n:04d}", "items": [{"sku": skus[n % SKUS], "quantity": 1}]}
-    return client.call("POST", "/reservations", {**body, "holdSeconds": HOLD_SECONDS[n % len(HOLD_SECONDS)]})
+    return client.call("POST", "/reservations", {**body, "holdSeconds": seconds[n % len(seconds)]})
 
 
 def one_run(name: str, timeout_s: float) -> dict[str, Any]:
     """In the child: a stack, the holds made, wait for them to end; what the report prints of this run."""
-    from bench.internals import timer_execution_name
-
-    (label, overrides, rate), started, timer = PLANS[name], time.monotonic(), name != "ttl"
+    (label, overrides, rate, n_holds, seconds), started, timer = PLANS[name], time.monotonic(), name != "ttl"
     with Stack(CONCURRENCY, overrides, timers=timer) as stack:
         stack.warm({"ApiFunction": CONCURRENCY, **({"ExpireFunction": CONCURRENCY} if timer else {})})
         stack.reset_counts()
@@ -120,10 +124,10 @@ def one_run(name: str, timeout_s: float) -> dict[str, Any]:
         skus = [f"BENCH-EXP-{uuid.uuid4().hex[:6]}-{i}" for i in range(SKUS)]
         stack.seed(skus, ON_HAND)
         made_from = time.time()
-        job = partial(_hold, skus, f"{name}-{uuid.uuid4().hex[:6]}")
-        load = harness.fan_out(CLIENTS, HOLDS, job, partial(harness.Http, stack.url, STOREFRONT_KEY), rate=rate)
+        job = partial(_hold, skus, f"{name}-{uuid.uuid4().hex[:6]}", seconds)
+        load = harness.fan_out(CLIENTS, n_holds, job, partial(harness.Http, stack.url, STOREFRONT_KEY), rate=rate)
         holds = [Hold(a["reservationId"], harness.epoch_ms(a["expiresAt"])) for s, a in load.results if s == 201]
-        if len(holds) < HOLDS:
+        if len(holds) < n_holds:
             raise SectionFailed(f"{name}: POST /reservations failed: {[r for r in load.results if r[0] != 201][:3]}")
         last = max(h.expires_at_ms for h in holds) / 1000
         say(
@@ -131,8 +135,7 @@ def one_run(name: str, timeout_s: float) -> dict[str, Any]:
         )
         say("", "made")
         waited = _poll_until_ended(stack, holds, last + timeout_s, name) - last
-        names = {timer_execution_name(STORE, h.reservation_id): h for h in holds} if timer else {}
-        executions = stack.timers(set(names), time.time() + 15, 0.5) if timer else []  # each ends after its hold
+        executions = stack.timers(made_from, last, time.time() + 15, 0.5) if timer else []  # each ends after its slot
         time.sleep(1.0)  # a late stream delivery or hold-stream batch is counted too
         pricer = Pricer(stack.tables)
         calls = [pricer(c) for c in stack.calls(since=made_from) if not c.streams]
@@ -140,12 +143,12 @@ def one_run(name: str, timeout_s: float) -> dict[str, Any]:
         invocations = stack.invocations
     statuses = dict(Counter(str(s) for s, _ in load.results))
     run["row"] = _lag_row(label, timer, holds, load.wall_s, waited)
-    run["note"] = f"  {name}: ended by {_ended_by(holds, executions, names)}"
+    run["note"] = f"  {name}: ended by {_ended_by(holds)}"
     tail = f"reconciliation ran {run['schedule_fired']}x; stream records sent to OnFailure {run['discarded']}; POST answers {statuses}"
     run["requests"] = "; ".join(f"{v}x {k}" for k, v in Counter(c.label for c in calls).most_common())
     run["seconds"] = time.monotonic() - started
     if timer:
-        return run | _timer_figures(run, invocations, holds, executions, names, calls, tail)
+        return run | _timer_figures(run, invocations, holds, executions, calls, tail)
     starter, early = invocations["HoldStreamFunction"], [h.lag_ms or 0 for h in holds if (h.lag_ms or 0) < 0]
     run["note"] += f"; {tail}"
     run["ttl"] = (
@@ -180,14 +183,10 @@ def _lag_row(label: str, timer: bool, holds: list[Hold], make_s: float, waited_s
     ]
 
 
-def _ended_by(holds: list[Hold], executions: list[Execution], names: dict[str, Hold]) -> str:
-    by_timer = {names[e.name].reservation_id for e in executions if "expired" in e.outcomes and e.name in names}
+def _ended_by(holds: list[Hold]) -> str:
     by: Counter[str] = Counter()
     for h in (h for h in holds if h.ended_at_ms is not None):
-        if h.expired_by == "ttl":
-            by["TTL backstop"] += 1
-        else:
-            by["timer" if h.reservation_id in by_timer else f"{h.expired_by or 'unknown'} path"] += 1
+        by[{"ttl": "TTL backstop", "timer": "timer"}.get(h.expired_by or "", f"{h.expired_by or 'unknown'} path")] += 1
     return ", ".join(f"{k} {v}" for k, v in by.most_common()) or "none"
 
 
@@ -196,23 +195,32 @@ def _timer_figures(
     invocations: dict[str, Invocations],
     holds: list[Hold],
     execs: list[Execution],
-    names: dict[str, Hold],
     calls: list[Priced],
     tail: str,
 ) -> dict[str, Any]:
     expire, starter = invocations["ExpireFunction"], invocations["HoldStreamFunction"]
-    ended = [(e, names[e.name]) for e in execs if e.name in names and names[e.name].ended_at_ms is not None]
-    loops, late = sum("WaitASecond" in e.states for e in execs), sum(e.started * 1000 > h.deadline_ms for e, h in ended)
-    per_record = sum(starter.handler_s) * 1000 / max(1, len(execs))
+    by_slot = {int(e.name.split("-")[1]): e for e in execs if e.name.startswith("expire-")}
+
+    def slot_of(h: Hold) -> Execution | None:  # its slot: the first whole second at its deadline (or the next)
+        return by_slot.get(-(-h.deadline_ms // 1000)) or by_slot.get(-(-h.deadline_ms // 1000) + 1)
+
+    ended = [(e, h) for h in holds if h.ended_at_ms is not None and (e := slot_of(h)) is not None]
+    loops = sum("WaitASecond" in e.states for e in execs)
+    fanned, late = (
+        sum("EndInParallel" in e.states for e in execs),
+        sum(e.started * 1000 > h.deadline_ms for e, h in ended),
+    )
+    per_record = sum(starter.handler_s) * 1000 / max(1, len(holds))
     run["note"] += (
-        f"; {len(execs)} executions ({dict(Counter(e.status for e in execs))}), {loops} woke before the deadline and "
-        f"looked again 1 s later, {late} started after the deadline; hold stream: {len(starter.handler_s)} batches, "
-        f"{per_record:.0f} ms of handler time per record (a StartExecution on moto each); {tail}"
+        f"; {len(execs)} slot executions for {len(holds)} holds ({dict(Counter(e.status for e in execs))}, "
+        f"{len(holds) / max(1, len(execs)):.1f} holds per slot), {loops} woke before their holds were due and looked "
+        f"again 1 s later, {fanned} fanned out over a Map, {late} holds' slots started after the deadline; hold stream: "
+        f"{len(starter.handler_s)} batches, {per_record:.1f} ms of handler time per record; {tail}"
     )
     samples = {
         "start": [e.started * 1000 - h.created_at_ms for e, h in ended],
         "wake": [e.woke * 1000 - h.deadline_ms for e, h in ended if e.woke is not None],
-        "task": [(h.ended_at_ms or 0) - e.last_task * 1000 for e, h in ended if e.last_task is not None],
+        "task": [(h.ended_at_ms or 0) - e.woke * 1000 for e, h in ended if e.woke is not None],
         "expire": [s * 1000 for s in expire.handler_s],
         "expire_wall": [s * 1000 for s in expire.wall_s],
         "starter": [s * 1000 for s in starter.handler_s],
@@ -238,15 +246,17 @@ def _timer_figures(
     cost, total = harness.cost_table(items, "hold")
     sfn, ideal = items[0][1] * 1000 * harness.SFN_PER_TRANSITION, NO_LOOP * 1000 * harness.SFN_PER_TRANSITION
     cost_notes = [
-        f"  Step Functions is {sfn / total * 100:.0f} % of it. Transitions: {count} in {len(execs)} executions: {NO_LOOP} "
-        f"per hold (WarnFirst, WaitForDeadline, ExpireIfDue, StillHeld, Ended) + 4 for each of the {loops} that woke early "
-        f"(moto's Wait, see [4]). A Wait that never wakes early (as AWS's Timestamp wait should not) gives {NO_LOOP} per "
-        f"hold: {harness.dollars(ideal)} for Step Functions, {harness.dollars(total - sfn + ideal)} in all.",
-        f"  Lambda: {len(expire.handler_s)} expire invocations (1 per ExpireIfDue) + {len(starter.handler_s)} hold-stream "
+        f"  Step Functions is {sfn / total * 100:.0f} % of it. Transitions: {count} in {len(execs)} slot executions: "
+        f"{NO_LOOP} per slot (WaitForSlot, Survey, WhatNext, Done) + 4 for each of the {loops} that looked again, + 2 "
+        f"and 2 per group for each of the {fanned} that fanned out. Per hold that is {count / n:.2f}: a slot's cost "
+        f"is shared by every hold due in its second, so it falls as the hold rate grows (at {NO_LOOP} per slot and one "
+        f"slot per hold, a quiet store: {harness.dollars(ideal)} per 1,000 holds for Step Functions).",
+        f"  Lambda: {len(expire.handler_s)} expire invocations (surveys and Map groups) + {len(starter.handler_s)} hold-stream "
         f"batches ({n / max(1, len(starter.handler_s)):.1f} records each; their handler times: the timer path above). "
         "DynamoDB requests of the expire function (2 WRU per transaction item, 1 RRU per strongly consistent read): "
         + "; ".join(f"{v}x {k}" for k, v in Counter(c.label for c in mine).most_common())
-        + ".",
+        + f". Each survey Queries the hold shards of the Sweep index its slot's mark lists: "
+        f"{sum(c.rru for c in mine) / max(1, len(execs)):.0f} RRU per slot, shared by its holds.",
     ]
     return {"steps": steps, "cost": cost, "cost_notes": cost_notes}
 
@@ -257,14 +267,14 @@ def _timer_figures(
 def arguments(parser: argparse.ArgumentParser) -> None:
     help = f"expiry: seconds after the last deadline to wait for the TTL backstop (default {TTL_TIMEOUT:g})"
     parser.add_argument("--expiry-ttl-timeout", type=float, default=TTL_TIMEOUT, help=help)
-    help = "expiry: skip the timer run with the holds made in a burst"
+    help = f"expiry: skip the timer run with a burst of {BURST_HOLDS:,} holds"
     parser.add_argument("--no-expiry-burst", action="store_true", help=help)
 
 
 def header(args: argparse.Namespace) -> str:
     return (
-        f"  expiry     : {HOLDS} holds per run on fresh local stacks: hold timer with holds made {PACED_RATE:g}/s"
-        + ("" if args.no_expiry_burst else ", and in a burst")
+        f"  expiry     : holds on fresh local stacks: slot timers with {HOLDS} holds made {PACED_RATE:g}/s"
+        + ("" if args.no_expiry_burst else f", and a burst of {BURST_HOLDS:,}")
         + f"; TTL backstop alone (a child process, giving up {args.expiry_ttl_timeout:g} s after the last deadline)"
     )
 
@@ -296,7 +306,8 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
     timers = [r for r in runs if "steps" in r]
     out = [
         f"Holds that end by themselves (docs/expiry.md): {HOLDS} holds per run over HTTP, holdSeconds "
-        f"{'/'.join(map(str, HOLD_SECONDS))} in turn, 1 unit each, a fresh cart each [1]",
+        f"{'/'.join(map(str, HOLD_SECONDS))} in turn (the burst: {BURST_HOLDS:,}, {'/'.join(map(str, BURST_SECONDS))}), "
+        "1 unit each, a fresh cart each [1]",
         "Lag in ms from the deadline to the units being available again (endedAt - expiresAt) [2]",
         table(["run", "made at", "ended", "p50", "p95", "p99", "max", "min", "target"], [r["row"] for r in runs]),
         *(r["note"] for r in runs),

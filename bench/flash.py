@@ -12,7 +12,8 @@ botocore hooks on the services' client (``ReturnConsumedCapacity=INDEXES`` injec
 
 Then the model at HOT_RATE attempts/s on one SKU and SERVICE_RATE holds/s service-wide (spread over CATALOG SKUs
 through the real key functions), each figure printed with its formula and a verdict computed from it: partition
-WCU/s, Sweep index partition WCU/s, Step Functions StartExecution/s, StopExecution/s and state transitions/s.
+WCU/s, Sweep index partition WCU/s and RCU/s (the slot surveys), Step Functions StartExecution/s, StopExecution/s and
+state transitions/s (slot timers: per second of deadlines, not per hold).
 Notes: docs/bench.md, "flash".
 """
 
@@ -44,9 +45,12 @@ HANDLER_S = 0.010  # a reserve's handler time: containers busy at once = rate x 
 PARTITION_WCU = 1000  # one DynamoDB partition's write limit, WCU/s (table and index alike)
 SFN_START_RATE, SFN_STOP_RATE, SFN_TRANSITION_RATE = 150, 25, 500  # Step Functions Standard, smallest regions: /s
 HEADROOM = 0.5  # PASS: at most this share of the limit
-EXECUTIONS_PER_HOLD = 1  # the hold stream starts one timer execution per hold (stockhold.data.hold_timer)
-EARLY_END_SHARE = 1.0  # holds confirmed or released before their deadline (each a StopExecution): upper bound
-TIMER_PATH = ("WarnFirst", "WaitForDeadline", "ExpireIfDue", "StillHeld", "Ended")  # a plain hold's timer
+SLOT_KINDS = 2  # an expire and a warn slot timer per second of deadlines (stockhold.data.hold_timer), whatever H
+PARTITION_RCU = 3000  # one DynamoDB partition's read limit, RCU/s
+QUERY_RCU = 0.5  # an eventually consistent Query that finds little: one 4 KB read unit, halved
+# A slot that fans out: WaitForSlot, Survey, WhatNext, EndInParallel, one EndGroup per group, Again, Survey,
+# WhatNext, Done (statemachine/hold_timer.asl.json; checked below).
+TIMER_PATH = ("WaitForSlot", "Survey", "WhatNext", "EndInParallel", "Again", "Survey", "WhatNext", "Done")
 WRITES = frozenset({"TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})
 
 
@@ -246,7 +250,8 @@ def _largest_item(client: Any, table_name: str) -> int:
 
 
 def timer_transitions() -> int:
-    """State transitions of a plain hold's timer: TIMER_PATH, checked step by step against the state machine."""
+    """State transitions of a slot that fans out, but for its groups' own: TIMER_PATH, checked step by step against
+    the state machine."""
     states = json.loads((ROOT / "statemachine" / "hold_timer.asl.json").read_text())
     assert states["StartAt"] == TIMER_PATH[0], "TIMER_PATH does not start where the state machine does"
     for here, there in itertools.pairwise(TIMER_PATH):
@@ -257,6 +262,22 @@ def timer_transitions() -> int:
         "End"
     ), "TIMER_PATH does not end the execution"
     return len(TIMER_PATH)
+
+
+HOLD_REF_BYTES = 100  # a hold as the Sweep index projects it (keys, storeId, reservationId): about
+STREAM_BATCH = 100  # the hold stream's BatchSize: a batch writes a slot's mark at most once (upper bound)
+MARK_WCU = 2  # a mark with up to 256 shard numbers is over 1 KB
+SLOT_READS = 3  # Queries of each hold shard per slot that fans out: the survey, its group's, the survey after
+LAMBDA_CONCURRENCY = 1000  # Lambda's default concurrent executions per account and region
+
+
+def _timer_shape() -> tuple[int, int, int]:
+    """The Sweep index's hold shards, SLOT_GROUP_HOLDS, and the Map's MaxConcurrency, from the code and the ASL."""
+    from stockhold.data.schema import HOLD_SHARDS
+    from stockhold.settings import Settings
+
+    states = json.loads((ROOT / "statemachine" / "hold_timer.asl.json").read_text())["States"]
+    return HOLD_SHARDS, Settings.model_fields["SLOT_GROUP_HOLDS"].default, states["EndInParallel"]["MaxConcurrency"]
 
 
 @dataclass
@@ -431,6 +452,8 @@ def report(res: Measured, args: argparse.Namespace) -> str:
     c_per = sum(v for k, v in s.keys.index.items() if k.startswith("STOCK#")) / s.attempts
     busiest_sku, busiest_hold_key, busiest_cell_key = spread_at_rate(SERVICE_RATE, CATALOG)
     w = res.sold_out_seconds
+    hold_shards, group, map_concurrency = _timer_shape()
+    groups = math.ceil(SERVICE_RATE / group)
     model = [
         _model_row(
             "hot cell, units left: every attempt writes it",
@@ -475,25 +498,46 @@ def report(res: Measured, args: argparse.Namespace) -> str:
             "WCU/s",
         ),
         _model_row(
-            "Step Functions StartExecution",
-            f"H x {EXECUTIONS_PER_HOLD} execution / hold",
-            SERVICE_RATE * EXECUTIONS_PER_HOLD,
+            "Sweep HOLD# key reads (the slot surveys)",
+            f"K x {SLOT_READS} x ({QUERY_RCU:g} + H / {hold_shards} x {HOLD_REF_BYTES} B / 4 KB / 2) per key",
+            SLOT_KINDS * SLOT_READS * (QUERY_RCU + SERVICE_RATE / hold_shards * HOLD_REF_BYTES / (4 * KB) / 2),
+            PARTITION_RCU,
+            "RCU/s",
+        ),
+        _model_row(
+            "a slot's mark (one item): the hold stream's shard writes",
+            f"H / {STREAM_BATCH} records per batch x {MARK_WCU} WCU (<= 256 shards: ~1.3 KB)",
+            SERVICE_RATE / STREAM_BATCH * MARK_WCU,
+            PARTITION_WCU,
+            "WCU/s",
+        ),
+        _model_row(
+            "Step Functions StartExecution (slot timers)",
+            f"K = {SLOT_KINDS} slots per second, whatever H",
+            SLOT_KINDS,
             SFN_START_RATE,
             "/s",
         ),
         _model_row(
-            "Step Functions StopExecution (ended early)",
-            f"H x {EARLY_END_SHARE:g} (share ended early)",
-            SERVICE_RATE * EARLY_END_SHARE,
+            "Step Functions StopExecution",
+            "none: a slot finds ended holds gone from the index",
+            0,
             SFN_STOP_RATE,
             "/s",
         ),
         _model_row(
             "Step Functions state transitions",
-            f"H x {res.transitions} (timer path)",
-            SERVICE_RATE * res.transitions,
+            f"K x ({res.transitions} + G), G = ceil(H / {group}) = {groups} groups",
+            SLOT_KINDS * (res.transitions + groups),
             SFN_TRANSITION_RATE,
             "/s",
+        ),
+        _model_row(
+            "Lambda concurrency of the slot timers",
+            f"K x Map MaxConcurrency ({map_concurrency}) + K surveys",
+            SLOT_KINDS * (map_concurrency + 1),
+            LAMBDA_CONCURRENCY,
+            "",
         ),
     ]
     lines += [
@@ -502,7 +546,9 @@ def report(res: Measured, args: argparse.Namespace) -> str:
         f"N = A x {HANDLER_S * 1000:g} ms = {containers:g} containers, S = SOLD_OUT_CACHE_SECONDS = {w:g} s, "
         f"c = {per(cell_per_write)} WCU on the cell per attempt that reached it, i = {per(sweep_per_hold)} Sweep WCU "
         f"per hold at the cell's key; service-wide, H holds spread uniformly over {CATALOG:,} SKUs, each a cycle "
-        f"(made, then ended) measured in the spread run; PASS at <= {HEADROOM:.0%} of the limit",
+        f"(made, then ended) measured in the spread run; slot timers: K = {SLOT_KINDS} kinds (expire, warn), every "
+        f"hold of a second due in one slot (upper bound: all H holds due, none confirmed first), G Map groups of "
+        f"SLOT_GROUP_HOLDS = {group}; PASS at <= {HEADROOM:.0%} of the limit",
     ]
     lines.append(table(["figure", "formula", "value", "limit", "of limit", "verdict"], model))
     if b.thread_writes != sum(b.ops[o] for o in WRITES):

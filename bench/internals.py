@@ -39,13 +39,6 @@ def reservation_key(store_id: str, reservation_id: str) -> dict[str, str]:
     return reservation_key(store_id, reservation_id)
 
 
-def timer_execution_name(store_id: str, reservation_id: str) -> str:
-    """The name of a hold's timer execution (Step Functions)."""
-    from stockhold.data.hold_timer import execution_name
-
-    return execution_name(store_id, reservation_id)
-
-
 def new_reservation_id() -> str:
     """A fresh id in the reservation id format (the bare replay of bench.operations)."""
     from stockhold.domain.ids import new_id

@@ -5,7 +5,7 @@ schedules and moto's state machines). Use it in a child process (bench.procs.Chi
 
     with Stack(concurrency=4, overrides={...}) as stack:
         stack.warm({"ApiFunction": 4})
-        ... HTTP on stack.url; stack.calls(), stack.invocations, stack.executions(names), stack.quiet()
+        ... HTTP on stack.url; stack.calls(), stack.invocations, stack.executions(since), stack.quiet()
 
 Every function's AWS clients name it in their User-Agent (AWS_SDK_UA_APP_ID = its logical id), so the
 proxy knows who asked; every invocation is counted and its handler timed inside the worker. On leaving,
@@ -44,9 +44,10 @@ class Execution:
     started: float  # epoch s
     states: list[str]  # entered, in order
     tasks: int  # Lambda invocations scheduled (retries included)
-    outcomes: list[str]  # the expire function's answers
-    woke: float | None  # epoch s WaitForDeadline was first left
+    outcomes: list[str]  # the expire function's answers (a slot's: "handled N")
+    woke: float | None  # epoch s WaitForSlot was left
     last_task: float | None  # epoch s the last task was scheduled
+    handled: int = 0  # holds the slot's invocations ended (or warned)
 
 
 def _timed_invoke(event: Any, timeout: float) -> tuple[dict[str, Any], float]:
@@ -192,11 +193,12 @@ class Stack:
                 raise harness.SectionFailed(f"PUT /stock/{sku} answered {answer}")
         admin.close()
 
-    def timers(self, names: set[str], give_up: float, every: float) -> list[Execution]:
-        """The executions named ``names`` once none is running and all have started (or at epoch s ``give_up``)."""
+    def timers(self, since: float, until: float, give_up: float, every: float) -> list[Execution]:
+        """The slot timers' executions started from epoch s ``since``, once it is past ``until`` (the last
+        deadline) and none is running (or at epoch s ``give_up``)."""
         while True:
-            executions = self.executions(names)
-            if len(executions) >= len(names) and all(e.status != "RUNNING" for e in executions):
+            executions = self.executions(since=since)
+            if time.time() > until and all(e.status != "RUNNING" for e in executions):
                 return executions
             if time.time() > give_up:
                 return executions
@@ -232,8 +234,8 @@ class Stack:
             if (now := activity()) != seen or self.in_flight:
                 seen, since = now, time.monotonic()
 
-    def executions(self, names: set[str]) -> list[Execution]:
-        """The state machine executions named ``names``, from their histories in moto."""
+    def executions(self, since: float) -> list[Execution]:
+        """The state machine executions started from epoch s ``since``, from their histories in moto."""
         import boto3
 
         machines = self.local.state_machines
@@ -247,7 +249,7 @@ class Stack:
         out: list[Execution] = []
         for arn in machines.arns.values():
             for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
-                for listed in (x for x in page["executions"] if x["name"] in names):
+                for listed in (x for x in page["executions"] if _ts(x["startDate"]) >= since):
                     events: list[dict[str, Any]] = []
                     kwargs: dict[str, Any] = {"executionArn": listed["executionArn"], "maxResults": 1000}
                     while True:
@@ -266,7 +268,7 @@ def _execution(listed: dict[str, Any], events: list[dict[str, Any]]) -> Executio
         if e["type"].endswith("StateEntered"):
             run.states.append(e["stateEnteredEventDetails"]["name"])
         elif e["type"].endswith("StateExited") and run.woke is None:
-            if e["stateExitedEventDetails"]["name"] == "WaitForDeadline":
+            if e["stateExitedEventDetails"]["name"] == "WaitForSlot":
                 run.woke = _ts(e["timestamp"])
         elif e["type"] in ("TaskScheduled", "LambdaFunctionScheduled"):
             run.tasks += 1
@@ -275,7 +277,11 @@ def _execution(listed: dict[str, Any], events: list[dict[str, Any]]) -> Executio
         if details and details.get("output"):
             payload = json.loads(details["output"])
             payload = payload.get("Payload", payload) if isinstance(payload, dict) else payload
-            run.outcomes.append(str(payload.get("outcome")) if isinstance(payload, dict) else "?")
+            if isinstance(payload, dict) and "handled" in payload:
+                run.handled += int(payload["handled"])
+                run.outcomes.append(f"handled {payload['handled']}")
+            elif isinstance(payload, dict) and "outcome" in payload:
+                run.outcomes.append(str(payload["outcome"]))
     return run
 
 
@@ -283,10 +289,15 @@ def task_states() -> set[str]:
     """The Task states of the template's state machines."""
     from tools import template
 
+    def tasks(states: dict[str, Any]) -> set[str]:
+        found = {name for name, state in states.items() if state.get("Type") == "Task"}
+        for state in states.values():  # a Map's own states
+            found |= tasks(state.get("ItemProcessor", {}).get("States", {}))
+        return found
+
     out: set[str] = set()
     for res in template.resources("AWS::Serverless::StateMachine").values():
-        definition = json.loads((template.ROOT / res["Properties"]["DefinitionUri"]).read_text())
-        out |= {name for name, state in definition["States"].items() if state.get("Type") == "Task"}
+        out |= tasks(json.loads((template.ROOT / res["Properties"]["DefinitionUri"]).read_text())["States"])
     return out
 
 
