@@ -276,12 +276,11 @@ def test_a_slot_with_more_holds_than_one_invocation_takes_ends_them_in_parallel_
     _start_of_a_second()
     holds = [_hold(1, cart=f"c{i}", quantity=1) for i in range(7)]
     timers = _timers()
-    slot = {_arm(res, timers).slot for res in holds}.pop()
-    out = _settled(timer, slot)
-    assert out["status"] == "SUCCEEDED"
+    slots = {_arm(res, timers).slot for res in holds}  # one, or two on a machine slow enough to cross a second
+    assert all(_settled(timer, slot)["status"] == "SUCCEEDED" for slot in slots)
     groups = [c for c in timer["calls"] if "shards" in c]
     assert len(groups) >= 2  # the survey planned groups, and the Map ran one invocation for each
-    assert all(c["slot"] == slot for c in groups)
+    assert {c["slot"] for c in groups} <= slots
     assert [_status(res) for res in holds] == ["EXPIRED"] * 7
     assert _stock() == (0, 0, ON_HAND)
 
