@@ -29,6 +29,7 @@ from stockhold.domain.errors import (
     ReservationNotActive,
     StockConflict,
     StockholdError,
+    TooBusy,
 )
 from stockhold.domain.ids import now_ms
 from stockhold.domain.models import DEFAULT_LOCATION, Line, Location, OrderStatus, Reservation, ReservationStatus
@@ -290,7 +291,9 @@ def test_backorder_floor_holds_when_racers_want_more_than_stock(shop: Services) 
         ),
     )
     winners, losers = won(results), lost(results)
-    assert all(isinstance(e, InsufficientStock) for e in losers), [type(e).__name__ for e in losers]
+    # Refused for stock, or (a loaded machine: the cells moved under every re-plan) 503 TOO_BUSY, safe to retry.
+    assert all(isinstance(e, InsufficientStock | TooBusy) for e in losers), [type(e).__name__ for e in losers]
+    assert sum(isinstance(e, InsufficientStock) for e in losers) > 0
     held = sum(r.lines[0].quantity for r in winners)
     assert held == 5 + limit  # onHand + backorderLimit, exactly: there were 1-unit racers left to take it
     _assert_backorder_floor(shop, "BO", limit)
