@@ -13,11 +13,12 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from stockhold import wiring
 from stockhold.data import schema
-from stockhold.data.hold_timer import Armed, SlotMarks, SlotTimers, execution_name
+from stockhold.data.hold_timer import MAX_HOPS, Armed, SlotMarks, SlotTimers, SlotTimersStuck, execution_name
 from stockhold.data.schema import hold_sweep_keys, reservation_key, to_av
 from stockhold.domain.ids import now_ms
 from stockhold.domain.models import Line
@@ -428,3 +429,19 @@ def test_the_hold_stream_arms_a_slot_once_per_batch_with_every_shard_of_its_hold
     assert marks.shards(SlotKind.EXPIRE, slot) == sorted({_shard(res) for res in holds})
     assert _settled(timer, slot)["status"] == "SUCCEEDED"
     assert [_status(res) for res in holds] == ["EXPIRED"] * 6
+
+
+def test_arming_gives_up_when_every_slot_tried_has_fired(timer: dict[str, Any]) -> None:
+    """Step Functions' clock far ahead of this one: the error fails the stream batch (retried,
+    then the failure queue), and the TTL backstop and reconciliation still end the hold."""
+    sfn = boto3.client("stepfunctions")
+    stub = Stubber(sfn)
+    for _ in range(MAX_HOPS):
+        stub.add_client_error("start_execution", "ExecutionAlreadyExists")
+    svc = services()
+    timers = SlotTimers(sfn, svc.runner.client, svc.settings.TABLE_NAME, svc.settings.HOLD_TIMER_ARN)
+    slot = now_ms() // 1000  # this second: too near to trust a mark, so each hop asks Step Functions
+    with stub, pytest.raises(SlotTimersStuck):
+        timers.arm(SlotKind.EXPIRE, slot, [0])
+    stub.assert_no_pending_responses()
+    assert timers.start_calls == MAX_HOPS

@@ -94,7 +94,7 @@ class SlotMarks:
         }
         update = (
             "SET #type = if_not_exists(#type, :type), kind = if_not_exists(kind, :kind), "
-            "slot = if_not_exists(slot, :slot), claimedAt = if_not_exists(claimedAt, :now), "
+            "slot = if_not_exists(slot, :slot), firstArmedAt = if_not_exists(firstArmedAt, :now), "
             "purgeAt = if_not_exists(purgeAt, :purge)"
         )
         if shards:
@@ -153,7 +153,6 @@ class SlotTimers:
         self._clock = clock
         self._known: dict[tuple[SlotKind, int], _Known] = {}  # insertion-ordered: the oldest go first
         self._lock = threading.Lock()
-        self.started = 0  # StartExecution calls that succeeded (found it running, in the last TRUST_MS)
         self.start_calls = 0  # every StartExecution call, including those that found the slot fired
         self.recorded = 0  # mark writes (shards recorded)
 
@@ -200,8 +199,6 @@ class SlotTimers:
             if error_code(exc) != "ExecutionAlreadyExists":
                 raise
             return False
-        with self._lock:
-            self.started += 1
         return True
 
     def _remember(self, kind: SlotKind, slot: int, shards: set[int], started: bool) -> _Known:
